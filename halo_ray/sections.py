@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from halo_ray.config import opt
+from halo_ray.verifiers import VERIFIERS
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class RolloutConfig:
 
 @dataclass(frozen=True)
 class VerifierConfig:
-    name: str = opt("python", "verifier from the registry (halo-ray verify --help lists them)")
+    name: str = opt("auto", "verifier from the registry; auto picks one by each record's language", choices=VERIFIERS)
     workers: int = opt(0, "sandbox workers in all; 0 uses one per available CPU")
     timeout_s: float = opt(5.0, "wall-clock limit per program run (seed 002: 5 s)")
     memory_mb: int = opt(1024, "address-space limit per program in MiB")
@@ -72,6 +73,18 @@ class VerifierConfig:
     max_output_bytes: int = opt(65536, "captured stdout/stderr per run; the rest is discarded")
     cache_size: int = opt(100_000, "results kept in the cache keyed by code, tests, verifier and limits")
     max_in_flight: int = opt(0, "batches a pool accepts before callers wait (back-pressure); 0 means 2 per worker")
+    compile_timeout_s: float = opt(20.0, "wall-clock limit per compilation (C, C++, Rust, Go)")
+    compile_memory_mb: int = opt(4096, "address-space limit per compiler process in MiB")
+    scratch_mb: int = opt(256, "size of each sandbox's private scratch tmpfs (/scratch, /tmp) and largest file a program may write")
+    extract_code: bool = opt(True, "take the program from markdown fences when the code has any")
+
+    def validate(self) -> list[str]:
+        errs = [f"{key} must be positive, got {getattr(self, key)}"
+                for key in ("timeout_s", "memory_mb", "max_processes", "max_output_bytes", "compile_timeout_s",
+                            "compile_memory_mb", "scratch_mb") if getattr(self, key) <= 0]
+        errs += [f"{key} must be >= 0, got {getattr(self, key)}"
+                 for key in ("workers", "cache_size", "max_in_flight") if getattr(self, key) < 0]
+        return errs
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,25 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class BenchmarkConfig:
+    problems: str = opt("", "problems file (JSONL or Parquet, read by halo_ray.data.read_problems)")
+    ks: tuple[int, ...] = opt((1,), "k values of pass@k (seed 002: 1, 10); each must be at most rollout.samples_per_prompt")
+    output: str = opt("results.json", "results JSON to write (pass@k, verdicts, compile rate, timing, per problem)")
+    samples_file: str = opt("", "score the completions in this JSONL/Parquet file (prompt_id or id, completion) instead of generating")
+    save_samples: str = opt("", "also write every scored sample (completion, verdict, reward) to this JSONL/Parquet file")
+
+    def validate(self) -> list[str]:
+        errs = []
+        if not self.ks:
+            errs.append("ks must list at least one k")
+        if any(k < 1 for k in self.ks):
+            errs.append(f"ks must be positive, got {list(self.ks)}")
+        if len(set(self.ks)) != len(self.ks):
+            errs.append(f"ks has duplicates: {list(self.ks)}")
+        return errs
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     """``halo-ray generate``: sample completions for prompts."""
 
@@ -99,4 +131,23 @@ class GenerateConfig:
     logging: LoggingConfig = opt(LoggingConfig(), "logging")
 
 
-JOB_CONFIGS = {"generate": GenerateConfig}
+@dataclass(frozen=True)
+class BenchmarkJobConfig:
+    """``halo-ray benchmark run``: pass@k, verdict mix, compile rate and timing of a model on problems."""
+
+    model: ModelConfig = opt(ModelConfig(), "model to evaluate")
+    rollout: RolloutConfig = opt(RolloutConfig(), "sampling settings; samples_per_prompt is n of pass@k")
+    verifier: VerifierConfig = opt(VerifierConfig(), "verifier that scores each completion")
+    benchmark: BenchmarkConfig = opt(BenchmarkConfig(), "problems, k values and outputs")
+    cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
+    logging: LoggingConfig = opt(LoggingConfig(), "logging")
+
+    def validate(self) -> list[str]:
+        n = self.rollout.samples_per_prompt
+        if not self.benchmark.samples_file and any(k > n for k in self.benchmark.ks):
+            return [f"benchmark.ks {list(self.benchmark.ks)} has a k above rollout.samples_per_prompt={n}; "
+                    f"pass@k needs at least k samples per problem: raise samples_per_prompt or lower ks"]
+        return []
+
+
+JOB_CONFIGS = {"generate": GenerateConfig, "benchmark": BenchmarkJobConfig}

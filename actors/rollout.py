@@ -1,0 +1,52 @@
+"""``RolloutActor``: a Ray actor hosting one ``halo_ray.rollout.RolloutEngine`` (vLLM).
+
+The actor adds placement (CPU, or ``num_gpus`` per engine) and lifecycle. It is threaded
+(``max_concurrency`` 4) so that ``update_weights`` can run between the engine steps of a
+``generate`` call in flight, and several ``generate`` calls can batch in one engine.
+``generate`` returns an Arrow table, which Ray stores and hands back as an object ref.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from halo_ray.rollout import RolloutEngine, engine_env
+from halo_ray.sections import ModelConfig, RolloutConfig
+
+
+@ray.remote
+class RolloutActor:
+    def __init__(self, model: ModelConfig, rollout: RolloutConfig, index: int = 0):
+        self.engine = RolloutEngine(model, rollout, index)
+
+    def generate(self, prompts: list[dict], **overrides):
+        """A ``RolloutBatch`` (Arrow table) for ``prompts``; see ``RolloutEngine.generate``."""
+        return self.engine.generate(prompts, **overrides)
+
+    def update_weights(self, weights, version: int) -> int:
+        """Swap in a state dict or ``LoraAdapter`` (usually passed by ref); returns the new version."""
+        return self.engine.update_weights(weights, version)
+
+    def version(self) -> int:
+        return self.engine.version
+
+    def stats(self) -> dict:
+        return self.engine.stats()
+
+    def ready(self) -> bool:
+        return True
+
+
+def start_rollout_actors(model: ModelConfig, rollout: RolloutConfig) -> list:
+    """Start ``rollout.num_engines`` actors, each with its resources and engine environment; waits until loaded."""
+    actors = [
+        RolloutActor.options(
+            num_cpus=rollout.num_cpus,
+            num_gpus=rollout.num_gpus,
+            max_concurrency=4,
+            runtime_env={"env_vars": engine_env(rollout)},
+        ).remote(model, rollout, i)
+        for i in range(rollout.num_engines)
+    ]
+    ray.get([a.ready.remote() for a in actors])
+    return actors

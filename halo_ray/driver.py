@@ -1,0 +1,154 @@
+"""The Python driver API: start or join Ray, build actors from config sections, run the stream's parts.
+
+This is the only ``halo_ray`` module (with the CLI) that imports Ray and the actors. Jobs for
+``ray job submit`` and the CLI both call these functions.
+
+    import halo_ray
+    halo_ray.init()                                   # local session, or joins RAY_ADDRESS
+    table = halo_ray.generate(GenerateConfig(...), [{"prompt_id": "a", "prompt": "def f(x):"}])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import ray
+
+from halo_ray.samples import concat
+from halo_ray.sections import ClusterConfig, GenerateConfig, ModelConfig, RolloutConfig
+
+log = logging.getLogger(__name__)
+
+# Sampling settings that a call may override; the others fix how an engine is built.
+SAMPLING_FIELDS = ("samples_per_prompt", "temperature", "top_p", "max_new_tokens", "seed", "stop")
+
+
+def init(cluster: ClusterConfig | None = None) -> None:
+    """Join the cluster at ``cluster.address`` or ``RAY_ADDRESS``, else start a local session.
+
+    A session that is already up is reused.
+    """
+    if ray.is_initialized():
+        return
+    cluster = cluster or ClusterConfig()
+    address = cluster.address or os.environ.get("RAY_ADDRESS", "")
+    # Workers must see the same CPU-platform settings as this process (DESIGN.md, platform facts).
+    env = {"TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    if address:
+        ray.init(address=address, namespace=cluster.namespace, runtime_env={"env_vars": env})
+    else:
+        ray.init(num_cpus=cluster.num_cpus or None, namespace=cluster.namespace, include_dashboard=False,
+                 runtime_env={"env_vars": env}, log_to_driver=False)
+
+
+def default_model_dir() -> Path:
+    """Where the embedded tiny model is built when ``model.path`` is empty."""
+    cache = Path(os.environ.get("HALO_RAY_CACHE", Path.home() / ".cache" / "halo-ray"))
+    return cache / "models" / "tiny-seed0"
+
+
+def resolve_model(model: ModelConfig) -> ModelConfig:
+    """``model`` with ``path`` set: an empty path builds (once) and uses the embedded tiny model."""
+    if model.path:
+        from halo_ray.rollout import check_model_dir
+
+        check_model_dir(model.path)
+        return model
+    path = default_model_dir()
+    if not (path / "config.json").is_file():
+        from halo_ray.tiny import init_tiny
+
+        log.info("building the embedded tiny model in %s", path)
+        init_tiny(path, seed=0)
+    return dataclasses.replace(model, path=str(path))
+
+
+class RolloutGroup:
+    """The rollout actors of a run, and how prompts are spread over them.
+
+    All samples of one prompt go to one engine (one request with ``n`` samples); prompts are
+    dealt out in contiguous chunks so that each engine gets an equal share.
+    """
+
+    def __init__(self, model: ModelConfig, rollout: RolloutConfig):
+        from halo_ray.actors.rollout import start_rollout_actors
+
+        self.model, self.rollout = resolve_model(model), rollout
+        self.actors = start_rollout_actors(self.model, rollout)
+        self.version = 0
+
+    def submit(self, prompts: list[dict], **overrides) -> list[ray.ObjectRef]:
+        """Send ``prompts`` to the engines; returns one ref to a ``RolloutBatch`` per engine used."""
+        chunks = split_evenly(prompts, len(self.actors))
+        return [actor.generate.remote(chunk, **overrides) for actor, chunk in zip(self.actors, chunks) if chunk]
+
+    def generate(self, prompts: list[dict], **overrides) -> pa.Table:
+        """Sample and wait; one table, ordered by prompt id and sample index."""
+        return concat(ray.get(self.submit(prompts, **overrides)))
+
+    def update_weights(self, weights, version: int) -> None:
+        """Ship weights (a state dict or ``LoraAdapter``, put once, sent by ref) to every engine."""
+        ref = weights if isinstance(weights, ray.ObjectRef) else ray.put(weights)
+        ray.get([actor.update_weights.remote(ref, version) for actor in self.actors])
+        self.version = version
+
+    def stats(self) -> list[dict]:
+        return ray.get([actor.stats.remote() for actor in self.actors])
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+
+
+def split_evenly(items: list, parts: int) -> list[list]:
+    """Split ``items`` into ``parts`` contiguous chunks whose sizes differ by at most one."""
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+_GROUPS: dict[tuple, RolloutGroup] = {}
+
+
+def rollout_group(model: ModelConfig, rollout: RolloutConfig) -> RolloutGroup:
+    """A started ``RolloutGroup`` for these engine settings, reused across calls in this driver."""
+    engine_settings = dataclasses.replace(rollout, **{f: getattr(RolloutConfig(), f) for f in SAMPLING_FIELDS})
+    key = (model, engine_settings)
+    group = _GROUPS.get(key)
+    if group is None or not group.actors:
+        group = _GROUPS[key] = RolloutGroup(model, engine_settings)
+    return group
+
+
+def generate(config: GenerateConfig, prompts: list[dict]) -> pa.Table:
+    """Sample ``config.rollout.samples_per_prompt`` completions for each prompt.
+
+    Args:
+        config: model, rollout (sampling and engines) and cluster sections.
+        prompts: dicts with ``prompt_id`` and ``prompt``.
+    Returns:
+        A ``RolloutBatch`` Arrow table (see ``halo_ray.samples``), ordered by prompt and sample.
+    """
+    init(config.cluster)
+    r = config.rollout
+    group = rollout_group(config.model, r)
+    return group.generate(prompts, n=r.samples_per_prompt, temperature=r.temperature, top_p=r.top_p,
+                          max_tokens=r.max_new_tokens, seed=r.seed, stop=list(r.stop) or None)
+
+
+def shutdown() -> None:
+    """Stop this driver's actors and disconnect from Ray."""
+    for group in _GROUPS.values():
+        group.shutdown()
+    _GROUPS.clear()
+    if ray.is_initialized():
+        ray.shutdown()

@@ -1,0 +1,202 @@
+"""RolloutEngine: a vLLM engine that samples completions into Arrow batches and swaps weights in place.
+
+Plain Python, no Ray: ``actors/rollout.py`` wraps it. Generation drives vLLM's engine one step at a
+time under a lock, so a weight update from another thread waits for the current step, swaps the
+weights (full state dict or LoRA adapter), and the requests in flight continue: paused, not lost.
+Each sample records the policy version under which its request was admitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from halo_ray.errors import ModelError
+from halo_ray.samples import ROLLOUT_SCHEMA
+from halo_ray.sections import ModelConfig, RolloutConfig
+
+log = logging.getLogger(__name__)
+
+
+def engine_env(rollout: RolloutConfig) -> dict[str, str]:
+    """Environment a vLLM engine needs on this platform (DESIGN.md, platform facts)."""
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TOKENIZERS_PARALLELISM": "false"}
+    if rollout.num_gpus == 0:
+        env["VLLM_CPU_KVCACHE_SPACE"] = f"{rollout.kv_cache_gib:g}"
+    return env
+
+
+def prompt_seed(seed: int, prompt_id: str) -> int:
+    """A per-prompt sampling seed: a prompt's samples do not depend on what else is in the batch."""
+    digest = hashlib.blake2b(f"{seed}:{prompt_id}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def check_model_dir(path: str) -> Path:
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise ModelError(f"{path}: not a Hugging Face model directory (no config.json); "
+                         "build one with `halo-ray model init-tiny --output DIR`")
+    return p
+
+
+@dataclass
+class LoraAdapter:
+    """A PEFT LoRA adapter in memory: its ``adapter_config.json`` dict and tensors by name."""
+
+    config: dict
+    tensors: dict[str, Any]
+
+    def save(self, folder: Path) -> Path:
+        import json
+
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(folder / "adapter_model.safetensors"))
+        (folder / "adapter_config.json").write_text(json.dumps(self.config))
+        return folder
+
+
+class RolloutEngine:
+    """One vLLM engine.
+
+    Args:
+        model: the model section (``path`` must be a local HF directory).
+        rollout: sampling defaults and engine sizing.
+        index: this engine's number within the run (recorded in each sample).
+    """
+
+    def __init__(self, model: ModelConfig, rollout: RolloutConfig, index: int = 0):
+        check_model_dir(model.path)
+        for key, value in engine_env(rollout).items():
+            os.environ.setdefault(key, value)
+        from vllm import LLM
+
+        self.model, self.rollout, self.index = model, rollout, index
+        self.version = 0
+        self._lock = threading.Lock()
+        self._finished: dict[str, Any] = {}
+        self._lora_request = None
+        self._lora_dir = Path(tempfile.mkdtemp(prefix="halo-ray-lora-")) if model.lora.enabled else None
+        kwargs: dict[str, Any] = dict(
+            model=model.path,
+            dtype="float32" if model.dtype == "auto" and rollout.num_gpus == 0 else model.dtype,
+            max_model_len=model.max_model_len,
+            seed=rollout.seed,
+            enforce_eager=rollout.num_gpus == 0,
+            max_num_seqs=rollout.max_num_seqs,
+            enable_prefix_caching=rollout.enable_prefix_caching,
+            logprobs_mode="processed_logprobs",
+        )
+        if rollout.num_gpus > 0:
+            kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization
+        if model.lora.enabled:
+            kwargs.update(enable_lora=True, max_lora_rank=model.lora.r, max_loras=2)
+        started = time.perf_counter()
+        try:
+            self.llm = LLM(**kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{model.path}: vLLM could not load the model: {exc}") from exc
+        self.load_s = time.perf_counter() - started
+        self.tokens_generated = 0
+        self.busy_s = 0.0
+
+    def sampling_params(self, prompt_id: str, **overrides):
+        """SamplingParams for one prompt: config defaults, then overrides, seeded per prompt."""
+        from vllm import SamplingParams
+
+        r = self.rollout
+        opts = dict(n=r.samples_per_prompt, temperature=r.temperature, top_p=r.top_p,
+                    max_tokens=r.max_new_tokens, stop=list(r.stop) or None, seed=r.seed)
+        opts.update({k: v for k, v in overrides.items() if v is not None})
+        seed = opts.pop("seed")
+        return SamplingParams(seed=prompt_seed(seed, prompt_id), logprobs=0, **opts)
+
+    def generate(self, prompts: list[dict], **overrides) -> pa.Table:
+        """Sample completions for ``prompts`` (dicts with ``prompt_id`` and ``prompt``).
+
+        Args:
+            prompts: the batch; all samples of a prompt come from this engine.
+            overrides: sampling settings for this call (``n``, ``temperature``, ``top_p``,
+                ``max_tokens``, ``seed``, ``stop``); None keeps the config's value.
+        Returns:
+            An Arrow table with ``ROLLOUT_SCHEMA``, one row per sample.
+        """
+        started = time.perf_counter()
+        by_request: dict[str, tuple[dict, int]] = {}
+        with self._lock:
+            for p in prompts:
+                params = self.sampling_params(str(p["prompt_id"]), **overrides)
+                (rid,) = self.llm.enqueue([p["prompt"]], params, lora_request=self._lora_request, use_tqdm=False)
+                # enqueue returns "<external id>-<suffix>"; outputs carry the external id.
+                by_request[rid.split("-", 1)[0]] = (p, self.version)
+        engine = self.llm.llm_engine
+        while not all(rid in self._finished for rid in by_request):
+            with self._lock:  # a weight update waits for this step, then the loop resumes
+                # Outputs of other threads' requests are filed for them: calls may overlap.
+                self._finished.update((o.request_id, o) for o in engine.step() if o.finished)
+        finished = [self._finished.pop(rid) for rid in by_request]
+        elapsed = time.perf_counter() - started
+        self.busy_s += elapsed
+        rows = []
+        for out in sorted(finished, key=lambda o: int(o.request_id)):
+            prompt, version = by_request[out.request_id]
+            for completion in out.outputs:
+                ids = list(completion.token_ids)
+                lps = [float(step[tok].logprob) for step, tok in zip(completion.logprobs or [], ids)]
+                self.tokens_generated += len(ids)
+                rows.append(dict(
+                    prompt_id=str(prompt["prompt_id"]), sample_index=completion.index, prompt=prompt["prompt"],
+                    completion=completion.text, prompt_token_ids=list(out.prompt_token_ids or []),
+                    token_ids=ids, logprobs=lps, policy_version=version,
+                    finish_reason="length" if completion.finish_reason == "length" else "stop",
+                    engine=self.index, generate_s=elapsed,
+                ))
+        return pa.Table.from_pylist(rows, schema=ROLLOUT_SCHEMA)
+
+    def update_weights(self, weights: dict[str, Any] | LoraAdapter, version: int) -> int:
+        """Swap in new weights between engine steps; requests in flight continue.
+
+        Args:
+            weights: a full state dict (HF parameter names to tensors) or a ``LoraAdapter``.
+            version: the policy version these weights are; must increase.
+        Returns:
+            The new version.
+        """
+        if version <= self.version:
+            raise ValueError(f"weights version {version} is not newer than the engine's {self.version}")
+        with self._lock:
+            if isinstance(weights, LoraAdapter):
+                from vllm.lora.request import LoRARequest
+
+                if self._lora_dir is None:
+                    raise ValueError("a LoRA adapter was sent to an engine started without model.lora.enabled")
+                folder = weights.save(self._lora_dir / f"v{version}")
+                old = self._lora_request
+                self._lora_request = LoRARequest(f"v{version}", version, str(folder))
+                if old is not None:
+                    shutil.rmtree(old.lora_path, ignore_errors=True)
+            else:
+                self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights.items())})
+            self.llm.reset_prefix_cache()
+            self.version = version
+        return version
+
+    def stats(self) -> dict:
+        return dict(engine=self.index, version=self.version, tokens=self.tokens_generated,
+                    busy_s=self.busy_s, load_s=self.load_s)
+
+    def close(self) -> None:
+        if self._lora_dir is not None:
+            shutil.rmtree(self._lora_dir, ignore_errors=True)

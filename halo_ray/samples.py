@@ -1,0 +1,45 @@
+"""The sample record that flows through the stream, as an Arrow schema.
+
+A ``RolloutBatch`` is an Arrow table with ``ROLLOUT_FIELDS``; verification appends
+``SCORE_FIELDS`` to make a ``ScoredBatch``. Runs persist both as Parquet.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+ROLLOUT_FIELDS = [
+    pa.field("prompt_id", pa.string()),
+    pa.field("sample_index", pa.int32()),
+    pa.field("prompt", pa.string()),
+    pa.field("completion", pa.string()),
+    pa.field("prompt_token_ids", pa.list_(pa.int32())),
+    pa.field("token_ids", pa.list_(pa.int32())),
+    pa.field("logprobs", pa.list_(pa.float32())),  # behaviour logprob of each completion token
+    pa.field("policy_version", pa.int64()),  # weights version when the request was admitted
+    pa.field("finish_reason", pa.string()),  # "stop" (EOS or stop string) or "length"
+    pa.field("engine", pa.int32()),
+    pa.field("generate_s", pa.float64()),  # wall time of the engine call that produced the sample
+]
+ROLLOUT_SCHEMA = pa.schema(ROLLOUT_FIELDS)
+
+SCORE_FIELDS = [
+    pa.field("verdict", pa.string()),
+    pa.field("reward", pa.float64()),
+    pa.field("reward_components", pa.map_(pa.string(), pa.float64())),
+    pa.field("pass_rate", pa.float64()),
+    pa.field("verify_s", pa.float64()),
+]
+SCORED_SCHEMA = pa.schema(ROLLOUT_FIELDS + SCORE_FIELDS)
+
+
+def empty_rollout_batch() -> pa.Table:
+    return ROLLOUT_SCHEMA.empty_table()
+
+
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate batches with one schema, ordered by prompt then sample index."""
+    if not tables:
+        return empty_rollout_batch()
+    table = pa.concat_tables(tables)
+    return table.sort_by([("prompt_id", "ascending"), ("sample_index", "ascending")])

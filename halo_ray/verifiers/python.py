@@ -1,0 +1,150 @@
+"""Python verifiers: asserts (HumanEval convention), MBPP, pytest files, stdin/stdout cases.
+
+Assert-based tests are split into units before they are sent: every top-level statement that
+contains an ``assert`` (in the module or in the body of ``check``) runs in its own try block and
+reports pass or fail, so ``pass_rate`` is the fraction of individual assertions passed and one
+failing assertion does not hide the others.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import secrets
+from typing import TYPE_CHECKING
+
+from halo_ray.errors import DataError
+from halo_ray.verifiers.base import VERIFIERS, record_cases, record_code
+
+if TYPE_CHECKING:
+    from halo_ray.sections import VerifierConfig
+
+
+# Names of the hooks the rewritten tests call; random per process so that a program cannot name them.
+PASS_HOOK = f"__halo_pass_{secrets.token_hex(6)}"
+FAIL_HOOK = f"__halo_fail_{secrets.token_hex(6)}"
+
+
+def split_units(tests: str, where: str) -> tuple[str, int, bool]:
+    """Rewrite ``tests`` so that each assertion statement reports its own outcome.
+
+    Returns ``(source, units, defines_check_uncalled)``; the rewritten source calls ``PASS_HOOK``
+    and ``FAIL_HOOK``. Raises DataError when the tests do not parse (the tests are input data).
+    Cached: a prompt's tests are checked once per sample.
+    """
+    try:
+        return _split_units(tests)
+    except SyntaxError as exc:
+        raise DataError(f"{where}: tests do not parse: {exc.msg} (line {exc.lineno})") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_units(tests: str) -> tuple[str, int, bool]:
+    tree = ast.parse(tests, "<tests>")
+    pass_hook, fail_hook = PASS_HOOK, FAIL_HOOK
+    units = 0
+
+    def wrap(body: list[ast.stmt]) -> list[ast.stmt]:
+        nonlocal units
+        out = []
+        for stmt in body:
+            defines = isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            if defines or not any(isinstance(node, ast.Assert) for node in ast.walk(stmt)):
+                out.append(stmt)
+                continue
+            units += 1
+            handler = ast.ExceptHandler(type=ast.Name("BaseException", ast.Load()), name="__halo_exc",
+                                        body=[ast.Expr(ast.Call(ast.Name(fail_hook, ast.Load()),
+                                                                [ast.Name("__halo_exc", ast.Load())], []))])
+            out.append(ast.Try(body=[stmt], handlers=[handler], finalbody=[],
+                               orelse=[ast.Expr(ast.Call(ast.Name(pass_hook, ast.Load()), [], []))]))
+        return out
+
+    tree.body = wrap(tree.body)
+    check = None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "check":
+            node.body = wrap(node.body)
+            check = node
+    called = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "check"
+                 for stmt in tree.body if stmt is not check for n in ast.walk(stmt))
+    if tests.strip() and not units:
+        units = 1  # no assertion to split: the tests as a whole are one unit
+    return ast.unparse(ast.fix_missing_locations(tree)), units, check is not None and not called
+
+
+def tests_text(record: dict, *keys: str) -> str:
+    """The first present key of ``keys`` as test source; a list of statements is joined by lines."""
+    for key in keys:
+        value = record.get(key)
+        if value is None:
+            continue
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return "\n".join(value)
+        if isinstance(value, str):
+            return value
+        raise DataError(f"record {record.get('id')!r}: {key!r} must be a string or a list of strings")
+    return ""
+
+
+class PythonTestsVerifier:
+    """Python run against assert tests (HumanEval's check(entry_point) convention included), or stdin/stdout cases."""
+
+    language = "python"
+    test_keys: tuple[str, ...] = ("tests",)
+
+    def available(self) -> str | None:
+        return None
+
+    def binds(self) -> list[str]:
+        return []
+
+    def setup(self, record: dict) -> str:
+        return ""
+
+    def plan(self, record: dict, cfg: VerifierConfig) -> dict:
+        """The sandbox request for ``record`` (without limits)."""
+        code = record_code(record, cfg, "python")
+        tests = tests_text(record, *self.test_keys)
+        if not tests and record.get("test_cases"):
+            return {"kind": "python_stdio", "code": code, "cases": record_cases(record)}
+        setup = self.setup(record)
+        source, units, uncalled = split_units(setup + tests, f"record {record.get('id')!r}")
+        entry = record.get("entry_point") or None
+        return {"kind": "python", "code": code, "tests": source, "units": units, "entry_point": entry,
+                "call_check": bool(entry) and uncalled, "pass_hook": PASS_HOOK, "fail_hook": FAIL_HOOK}
+
+
+VERIFIERS.register("python")(PythonTestsVerifier)
+
+
+@VERIFIERS.register("humaneval")
+class HumanEvalVerifier(PythonTestsVerifier):
+    """HumanEval: prompt + completion as code, tests defining check(candidate), called on entry_point."""
+
+    def plan(self, record: dict, cfg: VerifierConfig) -> dict:
+        if not record.get("entry_point") or "def check" not in str(record.get("tests", "")):
+            raise DataError(f"record {record.get('id')!r}: humaneval needs 'entry_point' and 'tests' defining check()")
+        return super().plan(record, cfg)
+
+
+@VERIFIERS.register("mbpp")
+class MBPPVerifier(PythonTestsVerifier):
+    """MBPP: 'tests' or MBPP's own 'test_list' of asserts, after its 'test_setup_code'."""
+
+    test_keys = ("tests", "test_list")
+
+    def setup(self, record: dict) -> str:
+        setup = record.get("test_setup_code") or ""
+        return setup + "\n" if setup else ""
+
+
+@VERIFIERS.register("pytest")
+class PytestVerifier(PythonTestsVerifier):
+    """A pytest file as tests; the code is importable as module 'solution' (star-imported for you)."""
+
+    def plan(self, record: dict, cfg: VerifierConfig) -> dict:
+        tests = tests_text(record, "tests")
+        if not tests:
+            raise DataError(f"record {record.get('id')!r}: the pytest verifier needs 'tests' (a pytest file)")
+        return {"kind": "pytest", "code": record_code(record, cfg, "python"), "tests": tests}

@@ -1,0 +1,258 @@
+"""Every verifier on passing, failing, hanging and crashing programs, in the real sandbox.
+
+Needs bubblewrap and root (the sandbox drops programs to their own uid); compilers are real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+from halo_ray.errors import ConfigError, DataError, SandboxError
+from halo_ray.sections import VerifierConfig
+from halo_ray.verifiers import VERIFIERS, Verifier, extract_code, verify_batch
+
+pytestmark = pytest.mark.skipif(not shutil.which("bwrap") or os.geteuid() != 0,
+                                reason="the sandbox needs bubblewrap (apt-get install bubblewrap) and root")
+
+CFG = VerifierConfig(workers=2, timeout_s=1.0, compile_memory_mb=2048)
+ADD_TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(-1, 1) == 0\n"
+C_DOUBLE = '#include <stdio.h>\nint main(void){int a; if (scanf("%d", &a) != 1) return 1; printf("%d\\n", 2*a); return 0;}\n'
+C_CASES = [{"input": "3\n", "output": "6\n"}, {"input": "5", "output": "10"}]
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    with Verifier(CFG) as v:
+        yield v
+
+
+def one(pool, **record):
+    return pool.verify([{"id": "r", **record}])[0]
+
+
+# ----------------------------------------------------------------------------- python asserts
+
+
+@pytest.mark.parametrize("code,verdict,pass_rate", [
+    ("def add(a, b):\n    return a + b\n", "SUCCESS", 1.0),
+    ("def add(a, b):\n    return a * b\n", "WRONG_OUTPUT", 1 / 3),  # only add(0, 0) == 0 holds
+    ("def add(a, b):\n    while True:\n        pass\n", "TIMEOUT", 0.0),
+    ("def add(a, b):\n    return a + undefined\n", "RUNTIME_ERROR", 0.0),
+    ("def add(a, b)\n    return a + b\n", "SYNTAX_ERROR", 0.0),
+    ("import ctypes\ndef add(a, b):\n    return ctypes.string_at(0)\n", "RUNTIME_ERROR", 0.0),  # segfault
+])
+def test_python_asserts(verifier, code, verdict, pass_rate):
+    out = one(verifier, code=code, tests=ADD_TESTS)
+    assert out["verdict"] == verdict, out
+    assert out["pass_rate"] == pytest.approx(pass_rate)
+    assert out["reward"] == {"SUCCESS": 1.0, "WRONG_OUTPUT": 0.7, "SYNTAX_ERROR": 0.0}.get(verdict, 0.5)
+
+
+def test_output_fields_and_order(verifier):
+    records = [{"id": i, "code": f"def add(a, b):\n    return a + b + {i % 2}\n", "tests": ADD_TESTS} for i in range(6)]
+    out = verifier.verify(records)
+    assert [r["id"] for r in out] == list(range(6))
+    assert [r["verdict"] for r in out] == ["SUCCESS", "WRONG_OUTPUT"] * 3
+    assert set(out[0]) == {"id", "verdict", "reward", "pass_rate", "duration_s", "detail", "reward_components", "warnings"}
+    assert out[1]["detail"].startswith("AssertionError")
+
+
+def test_humaneval_convention(verifier):
+    tests = "METADATA = {}\n\ndef check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n"
+    good = one(verifier, verifier="humaneval", code="def sq(x):\n    return x * x\n", tests=tests, entry_point="sq")
+    bad = one(verifier, verifier="humaneval", code="def sq(x):\n    return 4\n", tests=tests, entry_point="sq")
+    assert (good["verdict"], good["pass_rate"]) == ("SUCCESS", 1.0)
+    assert (bad["verdict"], bad["pass_rate"]) == ("WRONG_OUTPUT", 0.5)
+    with pytest.raises(DataError, match="entry_point"):
+        one(verifier, verifier="humaneval", code="x = 1", tests=tests)
+
+
+def test_mbpp_records_from_the_dataset(verifier):
+    path = "/work/shared/datasets/mbpp/mbpp.jsonl"
+    if not os.path.exists(path):
+        pytest.skip(f"MBPP is not at {path}")
+    with open(path) as fh:
+        problems = [json.loads(next(fh)) for _ in range(3)]
+    records = [{"id": p["task_id"], "verifier": "mbpp", "code": p["code"], "test_list": p["test_list"],
+                "test_setup_code": p["test_setup_code"]} for p in problems]
+    broken = [dict(r, id=f"{r['id']}-broken", code=r["code"] + "\n" + "\n".join(
+        f"def {name}(*a, **k):\n    return None" for name in _defined(r["code"]))) for r in records]
+    out = verifier.verify(records + broken)
+    assert [r["verdict"] for r in out[:3]] == ["SUCCESS"] * 3
+    assert all(r["verdict"] == "WRONG_OUTPUT" and r["pass_rate"] == 0.0 for r in out[3:]), out[3:]
+
+
+def _defined(code):
+    import ast
+
+    return [n.name for n in ast.parse(code).body if isinstance(n, ast.FunctionDef)]
+
+
+def test_pytest_files(verifier):
+    tests = "def test_a():\n    assert sq(2) == 4\n\ndef test_b():\n    assert sq(3) == 9\n"
+    good = one(verifier, verifier="pytest", code="def sq(x):\n    return x * x\n", tests=tests)
+    half = one(verifier, verifier="pytest", code="def sq(x):\n    return 4\n", tests=tests)
+    assert (good["verdict"], good["pass_rate"]) == ("SUCCESS", 1.0)
+    assert (half["verdict"], half["pass_rate"]) == ("WRONG_OUTPUT", 0.5)
+
+
+@pytest.mark.parametrize("code,verdict", [
+    ("print(2 * int(input()))", "SUCCESS"),
+    ("print(3 * int(input()))", "WRONG_OUTPUT"),
+    ("import sys\nprint(2 * int(input()))\nsys.exit(0)", "SUCCESS"),  # a clean exit is a normal end
+    ("raise ValueError('boom')", "RUNTIME_ERROR"),
+    ("while True:\n    pass", "TIMEOUT"),
+])
+def test_python_stdio(verifier, code, verdict):
+    out = one(verifier, code=code, test_cases=C_CASES)
+    assert out["verdict"] == verdict, out
+
+
+# ----------------------------------------------------------------------------- C / C++ (seed 000 rewards)
+
+
+@pytest.mark.parametrize("name,language", [("gcc", "c"), ("clang", "c"), ("g++", "cpp"), ("clang++", "cpp")])
+def test_graduated_rewards(verifier, name, language):
+    impl = VERIFIERS.get(name)()
+    if impl.available():
+        pytest.skip(impl.available())
+    ok = C_DOUBLE if language == "c" else C_DOUBLE.replace("stdio.h", "cstdio")
+    warn = ok.replace("int a;", "int a; int unused;")
+    cases = {
+        "syntax": (ok.replace("int main(void){", "int main(void){{"), C_CASES, "SYNTAX_ERROR", 0.0, False),
+        "warnings only": (warn, [], "RUNTIME_ERROR", 0.3, True),  # no input: scanf fails, exit status 1
+        "clean only": (ok, [], "RUNTIME_ERROR", 0.5, False),  # no input: scanf fails, exit status 1
+        "wrong": (ok.replace("2*a", "3*a"), C_CASES, "WRONG_OUTPUT", 0.7, False),
+        "correct": (ok, C_CASES, "SUCCESS", 1.0, False),
+        "correct with warnings": (warn, C_CASES, "SUCCESS", 1.0, True),
+        "crash": (ok.replace("return 0;", "int *p = 0; return *p;"), C_CASES, "RUNTIME_ERROR", 0.5, False),
+        "hang": (ok.replace("return 0;", "volatile int spin = 1; while (spin) { } return 0;"), C_CASES[:1], "TIMEOUT", 0.5, False),
+    }
+    records = [{"id": k, "verifier": name, "language": language, "code": c, "test_cases": t}
+               for k, (c, t, *_rest) in cases.items()]
+    for record, (key, (_c, _t, verdict, reward, warnings)) in zip(verifier.verify(records), cases.items()):
+        assert (record["verdict"], record["reward"], record["warnings"]) == (verdict, reward, warnings), (key, record)
+
+
+def test_clean_run_without_tests_earns_the_compile_tier(verifier):
+    code = '#include <stdio.h>\nint main(void){puts("hi"); return 0;}\n'
+    clean = one(verifier, language="c", code=code)
+    warned = one(verifier, language="c", code=code.replace("{", "{int unused;", 1))
+    assert (clean["verdict"], clean["reward"], clean["warnings"]) == ("SUCCESS", 0.5, False)
+    assert (warned["verdict"], warned["reward"], warned["warnings"]) == ("SUCCESS", 0.3, True)
+
+
+@pytest.mark.parametrize("name,language,ok,bad", [
+    ("rust", "rust", "use std::io::*;\nfn main(){let mut s=String::new();stdin().read_line(&mut s).unwrap();"
+                     "let n:i64=s.trim().parse().unwrap();println!(\"{}\",n*2);}",
+     "fn main(){ let x: i32 = \"a\"; }"),
+    ("go", "go", "package main\nimport \"fmt\"\nfunc main(){var n int\nfmt.Scan(&n)\nfmt.Println(n*2)}",
+     "package main\nfunc main(){ x := 1 }"),
+])
+def test_rust_and_go(verifier, name, language, ok, bad):
+    reason = VERIFIERS.get(name)().available()
+    if reason:
+        pytest.skip(f"{name} verifier unavailable: {reason}")
+    out = verifier.verify([{"id": 1, "language": language, "code": ok, "test_cases": C_CASES},
+                           {"id": 2, "language": language, "code": ok.replace("2", "3"), "test_cases": C_CASES},
+                           {"id": 3, "language": language, "code": bad, "test_cases": C_CASES}])
+    assert [r["verdict"] for r in out] == ["SUCCESS", "WRONG_OUTPUT", "SYNTAX_ERROR"], out
+
+
+# ----------------------------------------------------------------------------- registry, extraction, cache, infra
+
+
+@pytest.mark.parametrize("name", VERIFIERS.names())
+def test_every_registered_verifier_builds_and_plans(name):
+    impl = VERIFIERS.get(name)()
+    assert VERIFIERS.doc(name)
+    if impl.available():
+        pytest.skip(f"{name}: {impl.available()}")
+    record = {"id": 1, "code": "def f():\n    return 1\n", "tests": "def test_f():\n    assert f() == 1\n",
+              "entry_point": "f", "test_cases": [{"input": "", "output": "1"}]}
+    if name == "humaneval":
+        record["tests"] = "def check(c):\n    assert c() == 1\n"
+    plan = impl.plan(record, CFG)
+    assert plan["kind"] in ("python", "pytest", "python_stdio", "native")
+
+
+def test_config_reads_the_registry():
+    from halo_ray.config import from_dict
+
+    assert from_dict(VerifierConfig, {"name": "g++"}).name == "g++"
+    with pytest.raises(ConfigError, match="did you mean 'gcc'"):
+        from_dict(VerifierConfig, {"name": "gcx"})
+    with pytest.raises(ConfigError, match="unknown verifier 'nope'"):
+        one_record_plan = {"id": 1, "code": "", "verifier": "nope"}
+        from halo_ray.verifiers.pool import plan_request
+
+        plan_request(one_record_plan, CFG)
+
+
+def test_extract_code_from_markdown():
+    text = "Here:\n```python\ndef f():\n    return 1\n```\nand C:\n```c\nint main(){}\n```\n"
+    assert extract_code(text, "python") == "def f():\n    return 1\n"
+    assert extract_code(text, "c") == "int main(){}\n"
+    assert extract_code("```\nx = 1\n", "python") == "x = 1\n"  # cut at max tokens
+    assert extract_code("x = 1", "python") == "x = 1"
+
+
+def test_markdown_completion_verifies(verifier):
+    out = one(verifier, code="Sure!\n```python\ndef add(a, b):\n    return a + b\n```\n", tests=ADD_TESTS)
+    assert out["verdict"] == "SUCCESS"
+
+
+def test_cache_runs_each_distinct_request_once(verifier):
+    code = "import time\ndef add(a, b):\n    time.sleep(0.3)\n    return a + b\n"
+    first = verifier.verify([{"id": i, "code": code, "tests": "assert add(1, 2) == 3"} for i in range(4)])
+    assert len({r["duration_s"] for r in first}) == 1 and first[0]["verdict"] == "SUCCESS"
+    again = one(verifier, code=code, tests="assert add(1, 2) == 3")
+    assert again["duration_s"] == first[0]["duration_s"]
+    changed = one(verifier, code=code, tests="assert add(1, 2) == 3", verifier="mbpp")
+    assert changed["duration_s"] != first[0]["duration_s"]  # verifier is part of the key
+
+
+def test_a_dead_sandbox_is_retried_as_infrastructure(verifier):
+    workers = [verifier._idle.get() for _ in range(verifier.workers)]
+    for w in workers:
+        w.proc.kill()
+        w.proc.wait()
+        verifier._idle.put(w)
+    out = verifier.verify([{"id": i, "code": f"def add(a, b):\n    return a + b + {i} * 0\n", "tests": ADD_TESTS}
+                           for i in range(2)])
+    assert [r["verdict"] for r in out] == ["SUCCESS", "SUCCESS"]
+
+
+def test_missing_bubblewrap_is_a_sandbox_error(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SandboxError, match="apt-get install bubblewrap"):
+        verify_batch([{"id": 1, "code": "x = 1"}], CFG)
+
+
+def test_verify_batch_is_local(monkeypatch):
+    out = verify_batch([{"id": "a", "code": "def add(a, b):\n    return a + b\n", "tests": ADD_TESTS}],
+                       VerifierConfig(timeout_s=2.0))
+    assert out[0]["verdict"] == "SUCCESS"
+    assert "ray" not in sys.modules and "torch" not in sys.modules
+
+
+def test_cli_verify(tmp_path, monkeypatch, capsys):
+    import halo_ray.cli as cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["verify"])  # other commands are not under test here
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "b", "code": "def add(a, b):\n    return 0\n", "tests": ADD_TESTS, "x": 1}) + "\n"
+                   + json.dumps({"id": "a", "language": "c", "code": C_DOUBLE, "test_cases": C_CASES}) + "\n")
+    dst = tmp_path / "out.jsonl"
+    assert cli.main(["verify", "--input", str(src), "--output", str(dst), "--workers", "1", "--timeout", "2"]) == 0
+    rows = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert [(r["id"], r["verdict"]) for r in rows] == [("b", "WRONG_OUTPUT"), ("a", "SUCCESS")]
+    src.write_text('{"id": 1, "code": "x"}\n{"id": 2, "language": "cobol", "code": "x"}\n')
+    assert cli.main(["verify", "--input", str(src), "--output", str(tmp_path / "o2.jsonl")]) == 2
+    assert f"{src}:2: unknown language 'cobol'" in capsys.readouterr().err
+    assert not (tmp_path / "o2.jsonl").exists()
