@@ -19,7 +19,7 @@ import pyarrow as pa
 import ray
 
 from halo_ray.samples import concat
-from halo_ray.sections import ClusterConfig, GenerateConfig, ModelConfig, RolloutConfig
+from halo_ray.sections import ClusterConfig, GenerateConfig, ModelConfig, RolloutConfig, VerifierConfig
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,19 @@ def generate(config: GenerateConfig, prompts: list[dict]) -> pa.Table:
     group = rollout_group(config.model, r)
     return group.generate(prompts, n=r.samples_per_prompt, temperature=r.temperature, top_p=r.top_p,
                           max_tokens=r.max_new_tokens, seed=r.seed, stop=list(r.stop) or None)
+
+
+def verify(records: list[dict], cfg: VerifierConfig, batch_size: int = 64) -> list[dict]:
+    """Verify ``records`` on VerifierPool actors (one, with the CPUs the session has); input order.
+
+    Record and result fields are those of ``halo_ray.verifiers.verify_batch``, which does the same
+    without Ray.
+    """
+    from halo_ray.actors.verifier import verify_on_ray
+
+    init()
+    cpus = max(1.0, float(ray.available_resources().get("CPU", 1.0)))
+    return verify_on_ray(records, cfg, batch_size=batch_size, cpus_per_pool=cpus)
 
 
 def shutdown() -> None:

@@ -7,9 +7,11 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """``ray.init(num_cpus=2)`` once per test run; shut down at the end."""
+    """A local Ray session (4 logical CPUs on the 2-core machine) started once per test run, as the driver starts it."""
     ray = pytest.importorskip("ray", reason="integration tests need ray")
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from halo_ray import driver
+    from halo_ray.sections import ClusterConfig
+
+    driver.init(ClusterConfig(num_cpus=4))
     yield ray
-    ray.shutdown()
+    driver.shutdown()

@@ -48,3 +48,10 @@ def test_verify_on_ray_matches_local(ray_session):
     local = verify_batch(records(10), cfg)
     strip = lambda rows: [(r["id"], r["verdict"], r["pass_rate"], r["reward"]) for r in rows]  # noqa: E731
     assert strip(remote) == strip(local)
+
+
+def test_driver_verify(ray_session):
+    from halo_ray import driver
+
+    out = driver.verify(records(6), VerifierConfig(timeout_s=2.0), batch_size=2)
+    assert [(r["id"], r["verdict"]) for r in out] == [(i, "WRONG_OUTPUT" if i % 3 == 0 else "SUCCESS") for i in range(6)]
