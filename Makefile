@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m halo_ray.demo --output $(RUN)
+	$(BIN)/halo-ray demo --config configs/tiny.yaml --output $(RUN)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra tests

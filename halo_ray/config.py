@@ -52,13 +52,16 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(value: Any, tp: Any, key: str, errors: list[str]) -> Any:
-    """Check ``value`` against type ``tp``; append a message to ``errors`` on mismatch."""
+def _convert(value: Any, tp: Any, key: str, errors: list[str], base: Any = None) -> Any:
+    """Check ``value`` against type ``tp``; append a message to ``errors`` on mismatch.
+
+    A section (dataclass) given as a partial mapping overlays ``base``, the field's default.
+    """
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             errors.append(f"{key}: expected a mapping (section {tp.__name__}), got {value!r}")
             return None
-        return _build(tp, value, key, errors)
+        return _build(tp, value, key, errors, base)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -101,10 +104,14 @@ def _convert(value: Any, tp: Any, key: str, errors: list[str]) -> Any:
     return None
 
 
-def _build(cls: type[C], data: dict, prefix: str, errors: list[str]) -> C | None:
+def _field_default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def _build(cls: type[C], data: dict, prefix: str, errors: list[str], base: Any = None) -> C | None:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
+    kwargs = {name: getattr(base, name) for name in fields} if base is not None else {}
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in fields:
@@ -113,7 +120,8 @@ def _build(cls: type[C], data: dict, prefix: str, errors: list[str]) -> C | None
             errors.append(f"{path}: unknown key{hint} (known in {cls.__name__}: {', '.join(fields)})")
             continue
         before = len(errors)
-        out = _convert(value, hints[key], path, errors)
+        default = getattr(base, key) if base is not None else _field_default(fields[key])
+        out = _convert(value, hints[key], path, errors, default if dataclasses.is_dataclass(default) else None)
         allowed = _allowed(fields[key].metadata.get("choices"))
         if len(errors) == before and allowed is not None:
             for item in out if isinstance(out, tuple) else (out,):
@@ -235,17 +243,20 @@ def dump_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """Every leaf field as ``(dotted key, type name, default, doc)``, for help and docs."""
+def describe(cls: type, prefix: str = "", base: Any = None) -> list[tuple[str, str, Any, str]]:
+    """Every leaf field as ``(dotted key, type name, default, doc)``, for help and docs.
+
+    Defaults are those in force: a section's own default instance (``base``) wins over its class.
+    """
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
         tp = hints[f.name]
+        default = getattr(base, f.name) if base is not None else _field_default(f)
         if dataclasses.is_dataclass(tp):
-            rows.extend(describe(tp, key + "."))
+            rows.extend(describe(tp, key + ".", default))
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         doc = f.metadata.get("doc", "")
         allowed = _allowed(f.metadata.get("choices"))
         if allowed:

@@ -32,7 +32,7 @@ def engine_env(rollout: RolloutConfig) -> dict[str, str]:
     """Environment a vLLM engine needs on this platform (DESIGN.md, platform facts)."""
     env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "TOKENIZERS_PARALLELISM": "false"}
     if rollout.num_gpus == 0:
-        env["VLLM_CPU_KVCACHE_SPACE"] = f"{rollout.kv_cache_gib:g}"
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(rollout.kv_cache_gib)
     return env
 
 
@@ -101,6 +101,10 @@ class RolloutEngine:
         )
         if rollout.num_gpus > 0:
             kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization
+        else:
+            # A prefill split across steps rewinds the per-request (seeded) generator, which CPU
+            # generators cannot do ("CPU Generator does not use offset"): keep prefills whole.
+            kwargs["enable_chunked_prefill"] = False
         if model.lora.enabled:
             kwargs.update(enable_lora=True, max_lora_rank=model.lora.r, max_loras=2)
         started = time.perf_counter()

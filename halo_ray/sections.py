@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from halo_ray.config import opt
+from halo_ray.objectives import OBJECTIVES
 from halo_ray.verifiers import VERIFIERS
 
 
@@ -43,7 +44,7 @@ class RolloutConfig:
     stop: tuple[str, ...] = opt((), "strings that end a completion (besides the EOS token)")
     num_gpus: float = opt(0.0, "GPUs per engine; 0 runs vLLM on CPU")
     num_cpus: float = opt(1.0, "CPUs Ray reserves per engine")
-    kv_cache_gib: float = opt(1.0, "CPU KV cache per engine in GiB (VLLM_CPU_KVCACHE_SPACE); too large and Ray's memory monitor kills the actor")
+    kv_cache_gib: int = opt(1, "CPU KV cache per engine in whole GiB (VLLM_CPU_KVCACHE_SPACE); too large and Ray's memory monitor kills the actor")
     gpu_memory_utilization: float = opt(0.5, "fraction of GPU memory vLLM may take (GPU engines only)")
     max_num_seqs: int = opt(256, "sequences an engine decodes at once")
     enable_prefix_caching: bool = opt(True, "share KV cache across the n samples of a prompt")
@@ -60,6 +61,8 @@ class RolloutConfig:
             errs.append(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
             errs.append(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if self.kv_cache_gib < 1:
+            errs.append(f"kv_cache_gib must be a whole number of GiB >= 1, got {self.kv_cache_gib}")
         return errs
 
 
@@ -88,9 +91,46 @@ class VerifierConfig:
 
 
 @dataclass(frozen=True)
+class LearnerConfig:
+    num_ranks: int = opt(1, "DeepSpeed data-parallel ranks, one Ray actor each")
+    zero_stage: int = opt(2, "DeepSpeed ZeRO stage: 0 (plain data parallel), 2 (shard optimizer state and gradients), 3 (also parameters)", choices=(0, 2, 3))
+    offload_optimizer: bool = opt(False, "keep ZeRO optimizer state in CPU memory (stage 2 or 3)")
+    bf16: bool = opt(False, "train in bfloat16 with fp32 master weights; false trains in fp32")
+    lr: float = opt(5e-5, "AdamW peak learning rate")
+    weight_decay: float = opt(0.0, "AdamW decoupled weight decay (not applied to biases and norms)")
+    warmup_steps: int = opt(0, "optimizer steps of linear warm-up from 0 to lr")
+    lr_schedule: str = opt("constant", "learning-rate schedule after warm-up; cosine decays to 0 over the learner's total_steps", choices=("constant", "cosine"))
+    micro_batch_size: int = opt(8, "sequences per forward/backward on each rank")
+    grad_accum: int = opt(1, "micro-batches accumulated per optimizer step on each rank; effective batch = micro_batch_size x grad_accum x num_ranks")
+    epochs: int = opt(1, "passes over each batch of training examples (per RAFT cycle or SFT dataset)")
+    max_grad_norm: float = opt(1.0, "clip the global gradient norm to this; 0 disables clipping")
+    gradient_checkpointing: bool = opt(False, "recompute activations in backward to save memory")
+    seed: int = opt(0, "seed of model initialisation (LoRA), data shuffling and dropout; the same on every rank")
+    num_cpus_per_rank: float = opt(1.0, "CPUs Ray reserves per rank")
+    num_gpus_per_rank: float = opt(0.0, "GPUs per rank; 0 trains on CPU with gloo, otherwise NCCL")
+
+    def validate(self) -> list[str]:
+        errs = [f"{key} must be at least 1, got {getattr(self, key)}"
+                for key in ("num_ranks", "micro_batch_size", "grad_accum", "epochs") if getattr(self, key) < 1]
+        errs += [f"{key} must be >= 0, got {getattr(self, key)}"
+                 for key in ("weight_decay", "warmup_steps", "max_grad_norm", "num_cpus_per_rank", "num_gpus_per_rank")
+                 if getattr(self, key) < 0]
+        if self.lr <= 0:
+            errs.append(f"lr must be positive, got {self.lr}")
+        if self.offload_optimizer and self.zero_stage == 0:
+            errs.append("offload_optimizer needs zero_stage 2 or 3, got zero_stage=0")
+        return errs
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    name: str = opt("raft", "training objective from the objectives registry", choices=OBJECTIVES)
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     address: str = opt("", "Ray address to join; empty uses RAY_ADDRESS, else starts a local session")
-    num_cpus: int = opt(0, "CPUs of a local session; 0 means all")
+    num_cpus: int = opt(0, "logical CPUs of a local session; 0 means max(4, the machine's CPUs), so rollout, verifier and learner actors fit on a small box")
     namespace: str = opt("halo-ray", "Ray namespace of the run's actors")
 
 
@@ -122,6 +162,119 @@ class BenchmarkConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    train: str = opt("", "training problems: a JSONL/Parquet problems file, or a source NAME[:ARG]; "
+                     "'#STAGE' keeps one stage or split (demo#raft, humaneval#train)")
+    eval: str = opt("", "held-out problems for pass@1 after each stage (same forms as train); empty skips evaluation")
+    max_prompt_tokens: int = opt(512, "prompts longer than this are dropped and counted")
+    shuffle_seed: int = opt(0, "order in which prompts are visited across cycles (the data position is resumable)")
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    num_cycles: int = opt(5, "generate → verify → keep → train cycles (seed 001)")
+    prompts_per_cycle: int = opt(0, "prompts visited per cycle; 0 visits every training prompt each cycle")
+    chunk_prompts: int = opt(16, "prompts per rollout request; verification of a chunk starts as soon as it is sampled")
+    reward_threshold: float = opt(0.5, "samples with reward >= this pass the filter (seed 001: 0.5)")
+    keep_top_percent: float = opt(0.5, "of the passing samples keep the top fraction by reward; ties at the cutoff are kept")
+    min_kept: int = opt(8, "if fewer samples pass, say so and keep this many best (reward > 0) rather than train on nothing")
+    dedupe: bool = opt(True, "keep one copy of identical completions of the same prompt")
+    max_staleness: int = opt(0, "policy versions a sample may lag the learner; 0 is synchronous RAFT, 1 samples the next cycle while training")
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.num_cycles < 1:
+            errs.append(f"num_cycles must be at least 1, got {self.num_cycles}")
+        if not 0 < self.keep_top_percent <= 1:
+            errs.append(f"keep_top_percent must be in (0, 1], got {self.keep_top_percent}")
+        if self.chunk_prompts < 1:
+            errs.append(f"chunk_prompts must be at least 1, got {self.chunk_prompts}")
+        if self.max_staleness < 0:
+            errs.append(f"max_staleness must be >= 0, got {self.max_staleness}")
+        return errs
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    samples: int = opt(16, "samples per held-out problem for pass@1")
+    temperature: float = opt(0.8, "sampling temperature of evaluation (seed 002: 0.8)")
+    top_p: float = opt(1.0, "nucleus threshold of evaluation")
+    seed: int = opt(42, "evaluation sampling seed (the same for every stage, so stages are paired)")
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_cycles: int = opt(1, "save a checkpoint every N RAFT cycles (the last cycle is always saved)")
+    keep: int = opt(2, "checkpoints kept; older ones are deleted after a newer one is complete")
+    merged: bool = opt(False, "for LoRA runs also save the merged full model")
+
+
+@dataclass(frozen=True)
+class RaftJobConfig:
+    """``halo-ray raft train``: streaming RAFT (generate, verify, keep the best, train, sync weights)."""
+
+    model: ModelConfig = opt(ModelConfig(), "policy model (an SFT checkpoint, usually)")
+    data: DataConfig = opt(DataConfig(), "training prompts and held-out problems")
+    rollout: RolloutConfig = opt(RolloutConfig(), "sampling (seed 001: 8 samples, temperature 0.7) and engines")
+    verifier: VerifierConfig = opt(VerifierConfig(), "the reward: sandboxed verification")
+    objective: ObjectiveConfig = opt(ObjectiveConfig(), "training objective")
+    learner: LearnerConfig = opt(LearnerConfig(), "DeepSpeed learner ranks and optimisation")
+    raft: RaftConfig = opt(RaftConfig(), "cycles, filtering and staleness")
+    eval: EvalConfig = opt(EvalConfig(), "held-out evaluation after each stage")
+    checkpoint: CheckpointConfig = opt(CheckpointConfig(), "checkpoints")
+    cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
+    logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
+
+
+@dataclass(frozen=True)
+class SFTJobConfig:
+    """``halo-ray sft train``: supervised fine-tuning on reference solutions (completion tokens only)."""
+
+    model: ModelConfig = opt(ModelConfig(), "base model")
+    data: DataConfig = opt(DataConfig(), "train: problems with reference solutions (learner.epochs passes over them)")
+    objective: ObjectiveConfig = opt(ObjectiveConfig(name="sft"), "training objective")
+    learner: LearnerConfig = opt(LearnerConfig(), "DeepSpeed learner ranks and optimisation")
+    rollout: RolloutConfig = opt(RolloutConfig(), "engines for held-out evaluation")
+    verifier: VerifierConfig = opt(VerifierConfig(), "verifier for held-out evaluation")
+    eval: EvalConfig = opt(EvalConfig(), "held-out evaluation after training")
+    cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
+    logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
+
+
+def _demo_sft() -> SFTJobConfig:
+    # SFT to convergence on a narrow set (notes/demo-task-family.md): ~400 steps of 32, AdamW 2e-3 cosine.
+    return SFTJobConfig(
+        data=DataConfig(train="demo#sft"),
+        learner=LearnerConfig(lr=2e-3, lr_schedule="cosine", warmup_steps=10, epochs=28, micro_batch_size=32,
+                              weight_decay=0.0, zero_stage=0),
+        logging=LoggingConfig(name="sft"),
+    )
+
+
+def _demo_raft() -> RaftJobConfig:
+    # RAFT on (operation, constant) pairs unseen in SFT; held-out pairs unseen in both.
+    return RaftJobConfig(
+        data=DataConfig(train="demo#raft", eval="demo#heldout"),
+        rollout=RolloutConfig(samples_per_prompt=8, temperature=1.0, max_new_tokens=32),
+        verifier=VerifierConfig(name="python", timeout_s=5.0),
+        learner=LearnerConfig(lr=5e-4, micro_batch_size=32, epochs=1, zero_stage=0),
+        raft=RaftConfig(num_cycles=4, reward_threshold=0.5, keep_top_percent=1.0, chunk_prompts=32),
+        eval=EvalConfig(samples=16, temperature=0.8),
+        logging=LoggingConfig(name="raft"),
+    )
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """``halo-ray demo`` / ``make demo``: SFT warm start then RAFT on the embedded task family (configs/tiny.yaml)."""
+
+    output: str = opt("runs/demo", "demo directory: model-init/, sft/, raft/, report.json, stages.png")
+    seed: int = opt(0, "seed of the tiny model's initialisation")
+    sft: SFTJobConfig = opt(_demo_sft(), "the SFT stage (model.path is set to the freshly built tiny model)")
+    raft: RaftJobConfig = opt(_demo_raft(), "the RAFT stage (model.path is set to the SFT result)")
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     """``halo-ray generate``: sample completions for prompts."""
 
@@ -150,4 +303,5 @@ class BenchmarkJobConfig:
         return []
 
 
-JOB_CONFIGS = {"generate": GenerateConfig, "benchmark": BenchmarkJobConfig}
+JOB_CONFIGS = {"generate": GenerateConfig, "benchmark": BenchmarkJobConfig, "raft": RaftJobConfig, "sft": SFTJobConfig,
+               "demo": DemoConfig}

@@ -59,6 +59,29 @@ def load_source(dataset: str, from_path: str | None = None, mapping: dict[str, s
     return loader(SourceOptions(arg=arg or None, from_path=from_path, mapping=dict(mapping or {})))
 
 
+def problems_from_spec(spec: str) -> list[Problem]:
+    """Problems named by a config value: a ``.jsonl``/``.parquet`` file or a source ``NAME[:ARG]``,
+    optionally ``#PART`` to keep one stage (``metadata["stage"]``) or split (``demo#raft``,
+    ``humaneval#test``; unsplit problems get seed 002's 50/20/30 split with seed 42 first).
+    """
+    from halo_ray.data.schema import read_problems
+
+    base, _, part = spec.partition("#")
+    if not base:
+        raise ConfigError(f"{spec!r}: name a problems file or a data source ({', '.join(SOURCES.names())})")
+    looks_like_file = Path(base).suffix.lower() in (".jsonl", ".parquet") or os.sep in base
+    problems = read_problems(base) if looks_like_file else load_source(base)
+    if part:
+        if not any(p.split for p in problems):
+            from halo_ray.data.splits import assign_splits
+
+            problems = assign_splits(problems)  # seed 002's 50/20/30 with seed 42
+        problems = [p for p in problems if p.metadata.get("stage") == part or p.split == part]
+        if not problems:
+            raise DataError(f"{spec!r}: no problem has stage or split {part!r}")
+    return problems
+
+
 def parse_mapping(items: list[str]) -> dict[str, str]:
     """Parse ``["prompt=question,tests=test"]`` (repeatable, comma-separated) into a dict."""
     mapping = {}
@@ -142,6 +165,14 @@ def load_mbpp_sanitized(opts: SourceOptions) -> list[Problem]:
 
 CODEFORCES_HUB = ("open-r1/codeforces-cots", "solutions")
 CPP_FENCE = re.compile(r"```(?:cpp|c\+\+)\s*\n(.*?)```", re.DOTALL)
+
+
+@SOURCES.register("demo")
+def load_demo(opts: SourceOptions) -> list[Problem]:
+    """The embedded demo task family (928 one-line Python operations; metadata.stage sft/raft/heldout)."""
+    from halo_ray.data.demo import demo_problems
+
+    return demo_problems(seed=int(opts.arg or 0))
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:

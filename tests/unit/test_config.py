@@ -82,7 +82,7 @@ def test_every_field_is_documented():
             assert doc.strip(), f"{job}: {key} has no doc"
 
 
-PRESET_JOBS = {"tiny": "raft"}  # configs/<job>[-<hardware>].yaml; tiny.yaml is the embedded default
+PRESET_JOBS = {"tiny": "demo"}  # configs/<job>[-<hardware>].yaml; tiny.yaml is the embedded default (make demo)
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
@@ -91,3 +91,18 @@ def test_every_preset_loads(path):
     job = PRESET_JOBS.get(stem, stem)
     assert job in JOB_CONFIGS, f"{path.name}: no job config named {job!r}"
     load_config(JOB_CONFIGS[job], path)
+
+
+def test_tiny_yaml_is_the_embedded_default():
+    from halo_ray.sections import DemoConfig
+
+    assert load_config(DemoConfig, CONFIGS / "tiny.yaml") == DemoConfig()
+
+
+def test_partial_section_overlays_the_fields_own_default():
+    from halo_ray.sections import DemoConfig
+
+    cfg = from_dict(DemoConfig, {"sft": {"learner": {"epochs": 3}}})
+    assert cfg.sft.learner.epochs == 3
+    assert cfg.sft.learner.lr == DemoConfig().sft.learner.lr == 2e-3  # the demo's value, not LearnerConfig's
+    assert cfg.sft.data.train == "demo#sft"

@@ -19,7 +19,7 @@ import pyarrow as pa
 import ray
 
 from halo_ray.samples import concat
-from halo_ray.sections import ClusterConfig, GenerateConfig, ModelConfig, RolloutConfig, VerifierConfig
+from halo_ray.sections import BenchmarkJobConfig, ClusterConfig, GenerateConfig, ModelConfig, RolloutConfig, VerifierConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def init(cluster: ClusterConfig | None = None) -> None:
 
     A session that is already up is reused.
     """
+    global _OWN_SESSION
     if ray.is_initialized():
         return
     cluster = cluster or ClusterConfig()
@@ -41,8 +42,11 @@ def init(cluster: ClusterConfig | None = None) -> None:
     if address:
         ray.init(address=address, namespace=cluster.namespace, runtime_env={"env_vars": env})
     else:
-        ray.init(num_cpus=cluster.num_cpus or None, namespace=cluster.namespace, include_dashboard=False,
+        # Logical CPUs: rollout, verifier and learner actors each reserve some and take turns on a small box.
+        num_cpus = cluster.num_cpus or max(4, os.cpu_count() or 1)
+        ray.init(num_cpus=num_cpus, namespace=cluster.namespace, include_dashboard=False,
                  runtime_env={"env_vars": env}, log_to_driver=False)
+    _OWN_SESSION = True
 
 
 def default_model_dir() -> Path:
@@ -81,10 +85,22 @@ class RolloutGroup:
         self.actors = start_rollout_actors(self.model, rollout)
         self.version = 0
 
-    def submit(self, prompts: list[dict], **overrides) -> list[ray.ObjectRef]:
-        """Send ``prompts`` to the engines; returns one ref to a ``RolloutBatch`` per engine used."""
-        chunks = split_evenly(prompts, len(self.actors))
-        return [actor.generate.remote(chunk, **overrides) for actor, chunk in zip(self.actors, chunks) if chunk]
+    def submit(self, prompts: list[dict], chunk_size: int = 0, **overrides) -> list[ray.ObjectRef]:
+        """Send ``prompts`` to the engines without waiting.
+
+        Args:
+            prompts: dicts with ``prompt_id`` and ``prompt``.
+            chunk_size: prompts per request, dealt round-robin to the engines; 0 sends one equal
+                share to each engine.
+            overrides: sampling settings for these requests (see ``RolloutEngine.generate``).
+        Returns:
+            One ref to a ``RolloutBatch`` per chunk, in prompt order.
+        """
+        if chunk_size:
+            chunks = [prompts[i:i + chunk_size] for i in range(0, len(prompts), chunk_size)]
+        else:
+            chunks = [c for c in split_evenly(prompts, len(self.actors)) if c]
+        return [self.actors[i % len(self.actors)].generate.remote(chunk, **overrides) for i, chunk in enumerate(chunks)]
 
     def generate(self, prompts: list[dict], **overrides) -> pa.Table:
         """Sample and wait; one table, ordered by prompt id and sample index."""
@@ -117,6 +133,7 @@ def split_evenly(items: list, parts: int) -> list[list]:
 
 
 _GROUPS: dict[tuple, RolloutGroup] = {}
+_OWN_SESSION = False  # whether init() started or joined Ray (then shutdown() disconnects)
 
 
 def rollout_group(model: ModelConfig, rollout: RolloutConfig) -> RolloutGroup:
@@ -158,10 +175,28 @@ def verify(records: list[dict], cfg: VerifierConfig, batch_size: int = 64) -> li
     return verify_on_ray(records, cfg, batch_size=batch_size, cpus_per_pool=cpus)
 
 
+def benchmark(config: BenchmarkJobConfig) -> dict:
+    """pass@k of a model on ``config.benchmark.problems``: rollout actors sample, VerifierPool actors verify.
+
+    Returns the results dict (see ``halo_ray.bench.score.score_results``), also written to
+    ``config.benchmark.output``.
+    """
+    from halo_ray.bench.run import benchmark_from_config
+
+    init(config.cluster)
+    if config.benchmark.samples_file:  # nothing to sample: verify on the pool only
+        return benchmark_from_config(config, None, lambda records: verify(records, config.verifier))
+    gen = GenerateConfig(model=config.model, rollout=config.rollout, cluster=config.cluster, logging=config.logging)
+    return benchmark_from_config(config, lambda prompts: generate(gen, prompts),
+                                 lambda records: verify(records, config.verifier))
+
+
 def shutdown() -> None:
-    """Stop this driver's actors and disconnect from Ray."""
+    """Stop this driver's actors; disconnect from Ray if ``init`` connected (not a caller's session)."""
+    global _OWN_SESSION
     for group in _GROUPS.values():
         group.shutdown()
     _GROUPS.clear()
-    if ray.is_initialized():
+    if _OWN_SESSION and ray.is_initialized():
         ray.shutdown()
+    _OWN_SESSION = False

@@ -1,0 +1,129 @@
+"""``LearnerRank``: a Ray actor hosting one ``halo_ray.learner.Learner`` (a DeepSpeed rank);
+``LearnerGroup``: the driver-side handle on N of them.
+
+The ranks sit in one placement group, a bundle of ``num_cpus_per_rank`` CPUs and
+``num_gpus_per_rank`` GPUs each, packed onto one node when one node can hold them all (STRICT_PACK),
+else spread as little as possible (PACK). Rank 0 reports its address and a free port; every rank
+then sets ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` and joins
+the process group (gloo on CPU, NCCL on GPU). Every call fans out to all ranks, which must take
+part in each collective; every rank gets the same examples and takes its own share of them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from halo_ray.learner import Learner, free_port, learner_env, merge_metrics
+from halo_ray.sections import LearnerConfig, ModelConfig, ObjectiveConfig
+
+
+@ray.remote
+class LearnerRank:
+    def __init__(self, rank: int, world_size: int):
+        self.rank, self.world_size = rank, world_size
+        self.learner: Learner | None = None
+
+    def address(self) -> tuple[str, int]:
+        """This node's IP and a port free on it, for rank 0 to serve the process group."""
+        return ray.util.get_node_ip_address(), free_port()
+
+    def setup(self, master_addr: str, master_port: int, model: ModelConfig, learner: LearnerConfig,
+              objective: ObjectiveConfig, total_steps: int | None) -> int:
+        """Join the process group and build the Learner; returns this rank."""
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(self.rank),
+                          WORLD_SIZE=str(self.world_size), LOCAL_RANK="0")
+        self.learner = Learner(model, learner, objective, total_steps=total_steps)
+        return self.rank
+
+    def train(self, examples: list[dict], epochs: int | None = None, steps: int | None = None) -> dict:
+        return self.learner.train(examples, epochs, steps)
+
+    def rollout_weights(self):
+        return self.learner.rollout_weights()
+
+    def save_checkpoint(self, directory: str, extra: dict | None) -> str:
+        return str(self.learner.save_checkpoint(directory, extra))
+
+    def load_checkpoint(self, directory: str) -> dict:
+        return self.learner.load_checkpoint(directory)
+
+
+def _one_node_fits(bundle: dict[str, float], count: int) -> bool:
+    """Whether some alive node has the resources of ``count`` bundles in total."""
+    for node in ray.nodes():
+        if node.get("Alive") and all(node["Resources"].get(k, 0) >= v * count for k, v in bundle.items()):
+            return True
+    return False
+
+
+class LearnerGroup:
+    """``learner.num_ranks`` DeepSpeed ranks as Ray actors, driven as one learner.
+
+    Args:
+        model: the model section (``path``: a local HF directory on every node).
+        learner: optimisation, parallelism and placement.
+        objective: the objective section.
+        total_steps: optimizer steps a cosine schedule decays over (``Learner``).
+    """
+
+    def __init__(self, model: ModelConfig, learner: LearnerConfig, objective: ObjectiveConfig,
+                 total_steps: int | None = None):
+        self.config = learner
+        self._busy_s = 0.0
+        n = learner.num_ranks
+        bundle = {"CPU": learner.num_cpus_per_rank}
+        if learner.num_gpus_per_rank > 0:
+            bundle["GPU"] = learner.num_gpus_per_rank
+        strategy = "STRICT_PACK" if _one_node_fits(bundle, n) else "PACK"
+        self.placement_group = placement_group([dict(bundle) for _ in range(n)], strategy=strategy)
+        ray.get(self.placement_group.ready())
+        self.ranks = [
+            LearnerRank.options(
+                num_cpus=learner.num_cpus_per_rank,
+                num_gpus=learner.num_gpus_per_rank,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=i),
+                runtime_env={"env_vars": learner_env(learner)},
+            ).remote(i, n)
+            for i in range(n)
+        ]
+        addr, port = ray.get(self.ranks[0].address.remote())
+        ray.get([r.setup.remote(addr, port, model, learner, objective, total_steps) for r in self.ranks])
+
+    def train(self, examples: list[dict], epochs: int | None = None, steps: int | None = None) -> dict[str, float]:
+        """Train every rank on its share of ``examples`` (see ``Learner.train``); returns the merged metrics."""
+        started = time.perf_counter()
+        ref = ray.put(list(examples))
+        metrics = merge_metrics(ray.get([r.train.remote(ref, epochs, steps) for r in self.ranks]))
+        self._busy_s += time.perf_counter() - started
+        return metrics
+
+    def busy_s(self) -> float:
+        """Seconds the driver has spent waiting on ``train`` calls (for the stream's idle fractions)."""
+        return self._busy_s
+
+    def rollout_weights_ref(self) -> ray.ObjectRef:
+        """A ref to the weights for ``RolloutActor.update_weights(ref, version)``: a state dict or ``LoraAdapter``."""
+        if self.config.zero_stage == 3:  # gathering parameters is a collective: all ranks take part
+            refs = [r.rollout_weights.remote() for r in self.ranks]
+            ray.wait(refs, num_returns=len(refs))
+            return refs[0]
+        return self.ranks[0].rollout_weights.remote()
+
+    def save_checkpoint(self, directory: str, extra: dict | None = None) -> str:
+        """Write a checkpoint (HF format + optimizer, scheduler, RNG, ``extra``) atomically; returns its path."""
+        return ray.get([r.save_checkpoint.remote(str(directory), extra) for r in self.ranks])[0]
+
+    def load_checkpoint(self, directory: str) -> dict:
+        """Restore every rank from ``directory``; returns the ``extra`` dict saved with it."""
+        return ray.get([r.load_checkpoint.remote(str(directory)) for r in self.ranks])[0]
+
+    def shutdown(self) -> None:
+        for r in self.ranks:
+            ray.kill(r)
+        self.ranks = []
+        remove_placement_group(self.placement_group)

@@ -1,0 +1,103 @@
+"""``halo-ray sft train``, ``halo-ray raft train`` and ``halo-ray demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from halo_ray.cli.common import add_config_args, job_config
+
+
+def _output(path: str | None) -> dict:
+    """``--output runs/x`` sets the run directory's parent and name."""
+    if not path:
+        return {}
+    p = Path(path)
+    return {"logging.run_dir": str(p.parent), "logging.name": p.name}
+
+
+def register(sub) -> None:
+    sft = sub.add_parser("sft", help="supervised fine-tuning on reference solutions")
+    ssub = sft.add_subparsers(dest="sft_command", required=True, metavar="SUBCOMMAND")
+    train = ssub.add_parser("train", help="train on problems with reference solutions (completion tokens only)",
+                            description="SFT with DeepSpeed learner ranks on Ray. Writes <output>/final in "
+                                        "Hugging Face format, metrics.jsonl, TensorBoard logs and config.yaml.")
+    train.add_argument("--model", help="base model directory (model.path; default: the embedded tiny model)")
+    train.add_argument("--data", help="problems file or source[#stage] with reference solutions (data.train)")
+    train.add_argument("--epochs", type=int, help="passes over the data (learner.epochs)")
+    train.add_argument("--output", help="run directory (default runs/sft-<time>)")
+    add_config_args(train)
+    train.set_defaults(func=run_sft)
+
+    raft = sub.add_parser("raft", help="streaming RAFT: generate, verify, keep the best, train, repeat")
+    rsub = raft.add_subparsers(dest="raft_command", required=True, metavar="SUBCOMMAND")
+    train = rsub.add_parser("train", help="run RAFT cycles",
+                            description="Rollout actors sample, verifier pools score, learner ranks train on the "
+                                        "kept samples; weights return to the rollout by ref after each cycle. "
+                                        "Writes runs/<name>/ (config, metrics, samples, checkpoints, eval).")
+    train.add_argument("--model", "--checkpoint", dest="model",
+                       help="policy model directory, e.g. an SFT run's final/ (model.path)")
+    train.add_argument("--data", "--prompts", dest="data", help="RAFT prompts: problems file or source[#stage] (data.train)")
+    train.add_argument("--eval", help="held-out problems for pass@1 after each cycle (data.eval)")
+    train.add_argument("--verifier", help="verifier name (verifier.name)")
+    train.add_argument("--cycles", type=int, help="RAFT cycles (raft.num_cycles)")
+    train.add_argument("--output", help="run directory (default runs/raft-<time>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    add_config_args(train)
+    train.set_defaults(func=run_raft)
+
+    demo = sub.add_parser("demo", help="the embedded default: tiny model, SFT, RAFT cycles, held-out pass@1 report",
+                          description="Builds the tiny model, SFT-trains it on the demo task family, runs RAFT "
+                                      "cycles, measures held-out pass@1 after each stage and writes "
+                                      "<output>/report.json and stages.png.")
+    demo.add_argument("--output", help="demo directory (default runs/demo)")
+    add_config_args(demo)
+    demo.set_defaults(func=run_demo)
+
+
+def run_sft(args: argparse.Namespace) -> int:
+    from halo_ray.sections import SFTJobConfig
+
+    config = job_config(SFTJobConfig, args, {"model.path": args.model, "data.train": args.data,
+                                             "learner.epochs": args.epochs, **_output(args.output)})
+    from halo_ray import driver
+    from halo_ray.driver.raft import sft
+
+    try:
+        summary = sft(config)
+    finally:
+        driver.shutdown()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_raft(args: argparse.Namespace) -> int:
+    from halo_ray.sections import RaftJobConfig
+
+    config = job_config(RaftJobConfig, args, {
+        "model.path": args.model, "data.train": args.data, "data.eval": args.eval, "verifier.name": args.verifier,
+        "raft.num_cycles": args.cycles, **_output(args.output)})
+    from halo_ray import driver
+    from halo_ray.driver.raft import raft
+
+    try:
+        summary = raft(config, resume=args.resume)
+    finally:
+        driver.shutdown()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from halo_ray.sections import DemoConfig
+
+    config = job_config(DemoConfig, args, {"output": args.output})
+    from halo_ray import driver
+    from halo_ray.driver.demo import demo
+
+    try:
+        demo(config)
+    finally:
+        driver.shutdown()
+    return 0

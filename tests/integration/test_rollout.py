@@ -1,0 +1,108 @@
+"""RolloutActor and the driver on a real local Ray cluster with vLLM (CPU) and the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from halo_ray.sections import ModelConfig, RolloutConfig
+
+HALO_RAY = str(Path(sys.executable).with_name("halo-ray"))  # the console script a user runs
+PROMPTS = [{"prompt_id": f"p{i}", "prompt": f"def f{i}(x):\n    return x"} for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def group(ray_session, tiny_model):
+    from halo_ray import driver
+
+    g = driver.RolloutGroup(ModelConfig(path=tiny_model, max_model_len=256),
+                            RolloutConfig(num_engines=2, num_cpus=1, kv_cache_gib=1, max_new_tokens=12))
+    yield g
+    g.shutdown()
+
+
+def test_n_samples_per_prompt_with_logprobs_from_one_engine(group):
+    table = group.generate(PROMPTS, n=3, temperature=1.0, seed=7)
+    rows = table.to_pylist()
+    assert len(rows) == 3 * len(PROMPTS)
+    for pid in (p["prompt_id"] for p in PROMPTS):
+        mine = [r for r in rows if r["prompt_id"] == pid]
+        assert sorted(r["sample_index"] for r in mine) == [0, 1, 2]
+        assert len({r["engine"] for r in mine}) == 1, "all samples of a prompt come from one engine"
+    assert {r["engine"] for r in rows} == {0, 1}, "two actors share the batch"
+    for r in rows:
+        assert len(r["token_ids"]) == len(r["logprobs"]) > 0
+        assert all(lp <= 0.0 for lp in r["logprobs"])
+        assert r["policy_version"] == 0 and r["prompt_token_ids"]
+    again = group.generate(list(reversed(PROMPTS)), n=3, temperature=1.0, seed=7).to_pylist()
+    assert [r["completion"] for r in again] == [r["completion"] for r in rows], "seeded per prompt"
+
+
+def test_weight_update_changes_greedy_output_and_version(ray_session, tiny_model):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from halo_ray import driver
+
+    g = driver.RolloutGroup(ModelConfig(path=tiny_model, max_model_len=256),
+                            RolloutConfig(num_engines=1, num_cpus=1, kv_cache_gib=1, max_new_tokens=24,
+                                          max_num_seqs=64))
+    try:
+        before = g.generate(PROMPTS[:2], n=1, temperature=0.0).to_pylist()
+        torch.manual_seed(0)
+        state = {k: v + 0.3 * torch.randn_like(v) for k, v in AutoModelForCausalLM.from_pretrained(tiny_model).state_dict().items()}
+        # Requests in flight while the weights change: paused between steps, not lost.
+        in_flight = g.submit(PROMPTS * 4, n=4, temperature=1.0, max_tokens=24)
+        g.update_weights(state, 1)
+        import ray
+
+        from halo_ray.samples import concat
+
+        during = concat(ray.get(in_flight)).to_pylist()
+        assert len(during) == 4 * 4 * len(PROMPTS)
+        assert {r["policy_version"] for r in during} <= {0, 1}
+        after = g.generate(PROMPTS[:2], n=1, temperature=0.0).to_pylist()
+        assert [r["policy_version"] for r in after] == [1, 1]
+        assert [r["completion"] for r in after] != [r["completion"] for r in before]
+        assert [s["version"] for s in g.stats()] == [1]
+        with pytest.raises(Exception, match="not newer"):
+            g.update_weights(state, 1)
+    finally:
+        g.shutdown()
+
+
+def test_generate_command_joins_the_cluster(ray_session, tiny_model, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "def add(a, b):"}\n{"prompt": "def sub(a, b):"}\n')
+    out = tmp_path / "samples.parquet"
+    env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
+    cmd = [HALO_RAY, "generate", "--model", tiny_model, "--prompts", str(prompts),
+           "--n", "2", "--max-new-tokens", "8", "--output", str(out), "--set", "rollout.kv_cache_gib=1"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(out).to_pylist()
+    assert sorted((r["prompt_id"], r["sample_index"]) for r in rows) == [("a", 0), ("a", 1), ("line2", 0), ("line2", 1)]
+    assert "wrote 4 samples for 2 prompts" in done.stdout
+
+
+def test_generate_command_rejects_bad_input(tmp_path, tiny_model):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{not json\n')
+    cmd = [HALO_RAY, "generate", "--model", tiny_model, "--prompts", str(bad),
+           "--output", str(tmp_path / "o.jsonl"), "--set", "rollout.samples_per_promt=2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "rollout.samples_per_promt: unknown key; did you mean 'rollout.samples_per_prompt'" in done.stderr
+    cmd[-1] = "rollout.samples_per_prompt=2"
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and f"{bad}:2: invalid JSON" in done.stderr
+    missing = subprocess.run(cmd[:4] + [str(tmp_path / "nomodel")] + cmd[5:], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "not a Hugging Face model directory" in missing.stderr
+    assert not (tmp_path / "o.jsonl").exists()

@@ -1,0 +1,140 @@
+"""Learner at world size 1 on the tiny model: real DeepSpeed (ZeRO-2, gloo, CPU), no Ray."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from halo_ray.config import from_dict
+from halo_ray.errors import ConfigError
+from halo_ray.learner import Learner, merge_metrics, plan_micro_batches
+from halo_ray.objectives import tokenize_pair
+from halo_ray.sections import LearnerConfig, LoraConfig, ModelConfig, ObjectiveConfig
+
+pytest.importorskip("deepspeed", reason="the learner needs deepspeed")
+
+LEARNER = LearnerConfig(lr=1e-3, micro_batch_size=2, grad_accum=2, warmup_steps=2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from halo_ray.tiny import init_tiny
+
+    return str(init_tiny(tmp_path_factory.mktemp("tiny") / "model", seed=0))
+
+
+def examples(tokenizer, n=8):
+    return [tokenize_pair(tokenizer, f'def f(x):\n    """Add {k} to x."""\n    ', f"return x + {k}\n")
+            for k in range(n)]
+
+
+def test_learner_config_validation():
+    assert LearnerConfig().validate() == []
+    msgs = LearnerConfig(num_ranks=0, lr=0.0, offload_optimizer=True, zero_stage=0).validate()
+    assert any("num_ranks" in m for m in msgs) and any("lr" in m for m in msgs)
+    assert any("offload_optimizer" in m for m in msgs)
+    with pytest.raises(ConfigError, match="zero_stage"):
+        from_dict(LearnerConfig, {"zero_stage": 1})
+
+
+def test_plan_micro_batches_equal_partition_for_ranks_and_accumulation():
+    data = [{"i": i} for i in range(10)]
+    one, pad1 = plan_micro_batches(data, 1, 2, 4, random.Random(0))
+    two, pad2 = plan_micro_batches(data, 2, 2, 2, random.Random(0))
+    assert pad1 == pad2 == 6  # 10 examples fill 2 steps of 8
+    assert len(two[0]) == len(two[1]) == 4 and len(one[0]) == 8
+    # Same micro-batches, dealt round robin: rank r gets micro-batches r, r+2, ...
+    assert one[0][0::2] == two[0] and one[0][1::2] == two[1]
+    assert {e["i"] for mb in one[0] for e in mb} == set(range(10))
+
+
+def test_train_lowers_loss_and_weights_have_hf_names(tiny_dir):
+    from transformers import AutoModelForCausalLM
+
+    learner = Learner(ModelConfig(path=tiny_dir, max_model_len=128), LEARNER, ObjectiveConfig(name="sft"))
+    batch = examples(learner.tokenizer)
+    before = learner.rollout_weights()
+    first = learner.train(batch)
+    for _ in range(3):
+        last = learner.train(batch)
+    assert first["steps"] == 2 and last["global_step"] == 8
+    assert first["samples"] == 8 and first["tokens"] > 0 and first["samples_per_s"] > 0
+    assert last["loss"] < first["loss"] - 0.5
+
+    after = learner.rollout_weights()
+    hf = AutoModelForCausalLM.from_pretrained(tiny_dir).state_dict()
+    assert set(after) == set(hf)
+    assert all(after[k].shape == hf[k].shape for k in hf)
+    assert not torch.equal(after["model.layers.0.self_attn.q_proj.weight"], before["model.layers.0.self_attn.q_proj.weight"])
+    assert merge_metrics([first, first])["samples"] == 16
+    fixed = learner.train(batch, steps=5)  # 2 steps per pass over 8 examples: 3 passes, stops at 5
+    assert fixed["steps"] == 5 and fixed["global_step"] == 13 and fixed["samples"] == 5 * 4
+
+
+def test_checkpoint_restores_params_optimizer_scheduler_and_rng(tiny_dir, tmp_path):
+    model = ModelConfig(path=tiny_dir, max_model_len=128)
+    a = Learner(model, LEARNER, ObjectiveConfig())
+    batch = examples(a.tokenizer)
+    a.train(batch)
+    saved = a.rollout_weights()
+    a.save_checkpoint(tmp_path / "ckpt", extra={"prompt_index": 17})
+    draws_a = (random.random(), np.random.rand(), torch.rand(3))
+    metrics_a = a.train(batch)  # depends on Adam moments, warm-up position and the shuffle RNG
+    weights_a = a.rollout_weights()
+
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt").state_dict()
+    assert all(torch.equal(hf[k], saved[k]) for k in hf)
+    assert not (tmp_path / ".ckpt.partial").exists()
+
+    b = Learner(model, LEARNER, ObjectiveConfig())
+    random.seed(99), np.random.seed(99), torch.manual_seed(99)
+    assert b.load_checkpoint(tmp_path / "ckpt") == {"prompt_index": 17}
+    assert b.global_step == 2
+    draws_b = (random.random(), np.random.rand(), torch.rand(3))
+    assert draws_a[0] == draws_b[0] and draws_a[1] == draws_b[1] and torch.equal(draws_a[2], draws_b[2])
+    assert all(torch.equal(b.rollout_weights()[k], saved[k]) for k in saved)
+    metrics_b = b.train(batch)
+    assert metrics_b["lr"] == metrics_a["lr"]
+    assert metrics_b["loss"] == pytest.approx(metrics_a["loss"], rel=1e-6)
+    weights_b = b.rollout_weights()
+    assert all(torch.allclose(weights_a[k], weights_b[k], atol=1e-7) for k in weights_a)
+
+
+def test_lora_rollout_weights_load_in_peft(tiny_dir, tmp_path):
+    from peft import PeftModel, get_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    from halo_ray.rollout import LoraAdapter
+
+    lora = LoraConfig(enabled=True, r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
+    model = ModelConfig(path=tiny_dir, max_model_len=128, lora=lora)
+    learner = Learner(model, dataclasses.replace(LEARNER, lr=1e-2), ObjectiveConfig())
+    learner.train(examples(learner.tokenizer))
+    adapter = learner.rollout_weights()
+    assert isinstance(adapter, LoraAdapter)
+    assert adapter.config["r"] == 4 and adapter.config["peft_type"] == "LORA"
+    assert sorted(adapter.config["target_modules"]) == ["q_proj", "v_proj"]
+
+    loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), adapter.save(tmp_path / "adapter"))
+    state = get_peft_model_state_dict(loaded)
+    assert set(state) == set(adapter.tensors) and len(state) == 2 * 2 * 2  # 2 layers x 2 modules x (A, B)
+    assert all(torch.equal(state[k], adapter.tensors[k]) for k in state)
+    assert any(k.endswith("lora_B.weight") and adapter.tensors[k].abs().sum() > 0 for k in state)  # trained
+
+    learner.save_checkpoint(tmp_path / "ckpt", extra={"cycle": 1})
+    assert (tmp_path / "ckpt" / "adapter_model.safetensors").is_file()
+    learner.train(examples(learner.tokenizer))
+    assert learner.load_checkpoint(tmp_path / "ckpt") == {"cycle": 1}
+    restored = learner.rollout_weights()
+    assert all(torch.equal(restored.tensors[k], adapter.tensors[k]) for k in adapter.tensors)
+
+
+def test_cosine_schedule_needs_total_steps(tiny_dir):
+    with pytest.raises(ConfigError, match="total_steps"):
+        Learner(ModelConfig(path=tiny_dir), dataclasses.replace(LEARNER, lr_schedule="cosine"), ObjectiveConfig())
