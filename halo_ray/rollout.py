@@ -36,6 +36,29 @@ def engine_env(rollout: RolloutConfig) -> dict[str, str]:
     return env
 
 
+def engine_kwargs(model: ModelConfig, rollout: RolloutConfig) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM`` for an engine (also what ``benchmarks/rollout.py`` gives bare vLLM)."""
+    kwargs: dict[str, Any] = dict(
+        model=model.path,
+        dtype="float32" if model.dtype == "auto" and rollout.num_gpus == 0 else model.dtype,
+        max_model_len=model.max_model_len,
+        seed=rollout.seed,
+        enforce_eager=rollout.num_gpus == 0,
+        max_num_seqs=rollout.max_num_seqs,
+        enable_prefix_caching=rollout.enable_prefix_caching,
+        logprobs_mode="processed_logprobs",
+    )
+    if rollout.num_gpus > 0:
+        kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization
+    else:
+        # A prefill split across steps rewinds the per-request (seeded) generator, which CPU
+        # generators cannot do ("CPU Generator does not use offset"): keep prefills whole.
+        kwargs["enable_chunked_prefill"] = False
+    if model.lora.enabled:
+        kwargs.update(enable_lora=True, max_lora_rank=model.lora.r, max_loras=2)
+    return kwargs
+
+
 def prompt_seed(seed: int, prompt_id: str) -> int:
     """A per-prompt sampling seed: a prompt's samples do not depend on what else is in the batch."""
     digest = hashlib.blake2b(f"{seed}:{prompt_id}".encode(), digest_size=4).digest()
@@ -89,24 +112,7 @@ class RolloutEngine:
         self._finished: dict[str, Any] = {}
         self._lora_request = None
         self._lora_dir = Path(tempfile.mkdtemp(prefix="halo-ray-lora-")) if model.lora.enabled else None
-        kwargs: dict[str, Any] = dict(
-            model=model.path,
-            dtype="float32" if model.dtype == "auto" and rollout.num_gpus == 0 else model.dtype,
-            max_model_len=model.max_model_len,
-            seed=rollout.seed,
-            enforce_eager=rollout.num_gpus == 0,
-            max_num_seqs=rollout.max_num_seqs,
-            enable_prefix_caching=rollout.enable_prefix_caching,
-            logprobs_mode="processed_logprobs",
-        )
-        if rollout.num_gpus > 0:
-            kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization
-        else:
-            # A prefill split across steps rewinds the per-request (seeded) generator, which CPU
-            # generators cannot do ("CPU Generator does not use offset"): keep prefills whole.
-            kwargs["enable_chunked_prefill"] = False
-        if model.lora.enabled:
-            kwargs.update(enable_lora=True, max_lora_rank=model.lora.r, max_loras=2)
+        kwargs = engine_kwargs(model, rollout)
         started = time.perf_counter()
         try:
             self.llm = LLM(**kwargs)

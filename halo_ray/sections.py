@@ -258,7 +258,7 @@ def _demo_raft() -> RaftJobConfig:
         rollout=RolloutConfig(samples_per_prompt=8, temperature=1.0, max_new_tokens=32),
         verifier=VerifierConfig(name="python", timeout_s=5.0),
         learner=LearnerConfig(lr=5e-4, micro_batch_size=32, epochs=1, zero_stage=0),
-        raft=RaftConfig(num_cycles=4, reward_threshold=0.5, keep_top_percent=1.0, chunk_prompts=32),
+        raft=RaftConfig(num_cycles=4, reward_threshold=1.0, keep_top_percent=1.0, chunk_prompts=32),
         eval=EvalConfig(samples=16, temperature=0.8),
         logging=LoggingConfig(name="raft"),
     )

@@ -23,16 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="halo-ray benchmark job (pass@k of a model on problems)")
     add_config_args(parser)
     args = parser.parse_args(argv)
+    from halo_ray import driver
+
     try:
         config = load_config(BenchmarkJobConfig, args.config, args.overrides)
         logging.basicConfig(level=config.logging.level, format="%(levelname)s %(name)s: %(message)s")
-
-        from halo_ray import driver
-
         results = driver.benchmark(config)
     except HaloError as exc:
         print(f"benchmark job: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        driver.shutdown()
     passed = ", ".join(f"pass@{k} {v:.3f}" for k, v in results["pass_at_k"].items())
     print(f"{results['model']}: {results['problems']} problems, {results['samples']} samples: {passed}, "
           f"compile rate {results['compile_rate']:.3f}, {results['timing']['total_s']:.1f} s")

@@ -64,9 +64,12 @@ def run_command(args: argparse.Namespace) -> int:
     if config.benchmark.samples_file:
         report = benchmark_from_config(config)
     else:
-        from halo_ray.driver import benchmark
+        from halo_ray import driver
 
-        report = benchmark(config)
+        try:
+            report = driver.benchmark(config)
+        finally:
+            driver.shutdown()
     print_results(report, config.benchmark.output)
     return 0
 

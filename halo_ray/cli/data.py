@@ -121,16 +121,20 @@ def generate(args: argparse.Namespace) -> int:
         top_p=args.top_p, timeout_s=args.timeout, retries=args.retries, backoff_s=args.backoff,
         endpoint=args.endpoint))
     prompts = read_prompts(args.prompts)
-    if sys.stderr.isatty():
-        from rich.progress import Progress
+    try:
+        if sys.stderr.isatty():
+            from rich.progress import Progress
 
-        with Progress(transient=True) as progress:
-            task = progress.add_task(f"{args.backend} {args.model}", total=len(prompts))
-            summary = run_generation(prompts, backend, args.output, n=args.n, concurrency=args.concurrency,
-                                     on_result=lambda s: progress.update(
-                                         task, completed=s.skipped + s.written + len(s.failed)))
-    else:
-        summary = run_generation(prompts, backend, args.output, n=args.n, concurrency=args.concurrency)
+            with Progress(transient=True) as progress:
+                task = progress.add_task(f"{args.backend} {args.model}", total=len(prompts))
+                summary = run_generation(prompts, backend, args.output, n=args.n, concurrency=args.concurrency,
+                                         on_result=lambda s: progress.update(
+                                             task, completed=s.skipped + s.written + len(s.failed)))
+        else:
+            summary = run_generation(prompts, backend, args.output, n=args.n, concurrency=args.concurrency)
+    finally:
+        if "halo_ray.driver" in sys.modules:  # the vllm backend started rollout actors (and maybe Ray)
+            sys.modules["halo_ray.driver"].shutdown()
     rate = summary.written / summary.seconds if summary.seconds else 0.0
     print(f"{args.output}: wrote {summary.written}, skipped {summary.skipped} already done, "
           f"failed {len(summary.failed)} of {summary.total} prompts in {summary.seconds:.1f} s ({rate:.2f} prompts/s)")
