@@ -13,9 +13,10 @@ tokens per second of
       sequences in one batch, sampling, ``min_new_tokens = max_new_tokens``), against (a) on ``small``.
 
 Each is warmed up once; (a) and (b) then alternate for ``--reps`` repetitions (order flipped every
-repetition) and the median is reported. The last line is one JSON object.
+repetition) and the median is reported. Ray gives the actor ``OMP_NUM_THREADS=int(num_cpus)``; bare vLLM
+gets the same by default (``--bare-threads``), so that the ratio measures the wrapper, not a thread count. The last line is one JSON object.
 
-    python benchmarks/rollout.py [--size small|tiny] [--prompts 16] [--n 4] [--max-new-tokens 64] [--reps 3] [--json]
+    python benchmarks/rollout.py [--size small|tiny] [--prompts 16] [--n 4] [--max-new-tokens 64] [--reps 5] [--json]
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def configs(model_dir: str, args):
 def bare_worker(conn, model_dir: str, args_dict: dict) -> None:
     """Child process: one ``vllm.LLM`` with RolloutEngine's arguments; runs ``generate`` on request."""
     args = argparse.Namespace(**args_dict)
+    if args.bare_threads > 0:  # before torch is imported in this process
+        os.environ["OMP_NUM_THREADS"] = str(args.bare_threads)
     from halo_ray.rollout import engine_env, engine_kwargs, prompt_seed
 
     model, rollout = configs(model_dir, args)
@@ -68,7 +71,8 @@ def bare_worker(conn, model_dir: str, args_dict: dict) -> None:
     llm = LLM(**engine_kwargs(model, rollout))
     import torch
 
-    conn.send({"load_s": time.perf_counter() - started, "torch_threads": torch.get_num_threads()})
+    conn.send({"load_s": time.perf_counter() - started, "torch_threads": torch.get_num_threads(),
+               "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset")})
     prompts = make_prompts(args.prompts)
     while True:
         cmd = conn.recv()
@@ -206,11 +210,18 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=16, help="prompts per batch (default 16)")
     parser.add_argument("--n", type=int, default=4, help="samples per prompt (default 4)")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens per sample, EOS ignored (default 64)")
-    parser.add_argument("--reps", type=int, default=3, help="timed repetitions of each, median reported (default 3)")
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions of (a) and (b), alternating, median reported (default 5)")
+    parser.add_argument("--hf-reps", type=int, default=3, help="timed repetitions of (c), median reported (default 3)")
     parser.add_argument("--engine-cpus", type=float, default=1.0, help="num_cpus Ray reserves for the engine (default 1, the config default)")
+    parser.add_argument("--bare-threads", type=int, default=-1,
+                        help="OMP_NUM_THREADS for bare vLLM: -1 (default) the same as Ray gives the actor "
+                             "(int(engine-cpus)), so that the ratio is the wrapper's cost; 0 leaves vLLM's default")
     parser.add_argument("--skip-hf", action="store_true", help="skip (c)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = parser.parse_args()
+    actor_threads = max(1, int(args.engine_cpus))  # Ray sets OMP_NUM_THREADS=int(num_cpus) in the actor
+    if args.bare_threads < 0:
+        args.bare_threads = actor_threads
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from halo_ray import driver
@@ -225,7 +236,7 @@ def main() -> int:
     mach = machine()
     print(f"machine: {mach}")
     print(f"workload: {args.prompts} prompts x n={args.n} = {seqs} sequences x {args.max_new_tokens} new tokens "
-          f"(ignore_eos), temperature {TEMPERATURE}, per-prompt seeds; warm-up 1, median of {args.reps}")
+          f"(ignore_eos), temperature {TEMPERATURE}, per-prompt seeds; warm-up 1, median of {args.reps} ((c): {args.hf_reps})")
     model, rollout = configs(dirs[args.size], args)
     print(f"engine args: {engine_kwargs(model, rollout)}")
 
@@ -234,8 +245,11 @@ def main() -> int:
                      "max_new_tokens": args.max_new_tokens, "reps": args.reps}
     bare = Bare(dirs[args.size], args)
     wrapped = Wrapped(dirs[args.size], args)
-    print(f"engine load: RolloutActor {wrapped.load_s:.1f}s (not timed), bare vLLM {bare.info['load_s']:.1f}s "
-          f"(torch threads {bare.info['torch_threads']})")
+    print(f"engine load: RolloutActor {wrapped.load_s:.1f}s, bare vLLM {bare.info['load_s']:.1f}s (not timed)")
+    print(f"engine threads: RolloutActor OMP_NUM_THREADS={actor_threads} (set by Ray from num_cpus={args.engine_cpus}); "
+          f"bare vLLM OMP_NUM_THREADS={bare.info['omp_num_threads']}, torch threads {bare.info['torch_threads']}")
+    figures["threads"] = {"rollout_actor_omp": actor_threads, "bare_vllm_omp": bare.info["omp_num_threads"],
+                          "bare_vllm_torch": bare.info["torch_threads"]}
     try:
         a_runs, b_runs = compare(wrapped, bare, args.reps)
     finally:
@@ -264,12 +278,15 @@ def main() -> int:
                   f"{a_small['seconds']:.2f}s; runs {a_small['runs_tokens_per_s']})")
         wrapped.close()
         hf = HF(dirs["small"], args)
+        import torch
+
+        figures["threads"]["hf_torch"] = torch.get_num_threads()
         hf.run()
-        c = summary([hf.run() for _ in range(args.reps)])
+        c = summary([hf.run() for _ in range(args.hf_reps)])
         figures["hf_generate_small"] = c
         figures["ratio_to_hf_generate"] = a_small["tokens_per_s"] / c["tokens_per_s"]
         print(f"(small) HF generate:          {c['tokens_per_s']:8.0f} tokens/s  ({c['tokens']} tokens, {c['seconds']:.2f}s; "
-              f"batch {c['sequences']}; runs {c['runs_tokens_per_s']})")
+              f"batch {c['sequences']}, torch threads {torch.get_num_threads()}; runs {c['runs_tokens_per_s']})")
         print(f"ratio RolloutActor / HF generate (small, batch {seqs}): {figures['ratio_to_hf_generate']:.2f}")
     else:
         wrapped.close()
