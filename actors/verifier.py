@@ -14,7 +14,7 @@ import time
 
 import ray
 
-from halo_ray.raft import score_rollouts
+from halo_ray.selection import score_rollouts
 from halo_ray.sections import VerifierConfig
 from halo_ray.verifiers import Verifier
 
@@ -37,7 +37,7 @@ class VerifierPool:
         return self.verifier.verify(batch)
 
     def score(self, table, problems: dict):
-        """A ``ScoredBatch`` for a ``RolloutBatch`` (usually a ref from a rollout actor): see ``halo_ray.raft.score_rollouts``."""
+        """A ``ScoredBatch`` for a ``RolloutBatch`` (usually a ref from a rollout actor): see ``halo_ray.selection.score_rollouts``."""
         started = time.perf_counter()
         out = score_rollouts(table, problems, self.verifier.verify)
         self.busy_s += time.perf_counter() - started

@@ -8,6 +8,8 @@ stays light for the verifier and data tools):
   ``generate`` and ``update_weights``.
 - ``halo_ray.generate(config, prompts)``: sample completions into an Arrow ``RolloutBatch``.
 - ``halo_ray.benchmark(config)``: pass@k of a model on a problems file.
+- ``halo_ray.sft(config)``, ``halo_ray.raft(config, resume=False)``: the SFT and streaming RAFT jobs.
+- ``halo_ray.demo(config)``: the embedded default (SFT then RAFT on the demo task family).
 - ``halo_ray.shutdown()``: stop the driver's actors and disconnect.
 
 Config sections live in ``halo_ray.sections``; ``halo_ray.config.load_config`` reads YAML strictly.
@@ -17,9 +19,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_DRIVER_NAMES = {"init", "generate", "benchmark", "shutdown", "RolloutGroup", "resolve_model"}
+_DRIVER_NAMES = {"init", "generate", "benchmark", "shutdown", "RolloutGroup", "resolve_model", "verify"}
+_JOB_NAMES = {"sft": "halo_ray.driver.raft", "raft": "halo_ray.driver.raft", "demo": "halo_ray.driver.demo"}
 
-__all__ = sorted(_DRIVER_NAMES) + ["__version__"]
+__all__ = sorted(_DRIVER_NAMES | set(_JOB_NAMES)) + ["__version__"]
 
 
 def __getattr__(name: str):
@@ -27,4 +30,8 @@ def __getattr__(name: str):
         from halo_ray import driver
 
         return getattr(driver, name)
+    if name in _JOB_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_JOB_NAMES[name]), name)
     raise AttributeError(f"module 'halo_ray' has no attribute {name!r}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from pathlib import Path
 
 import ray
 
@@ -26,7 +25,7 @@ from halo_ray.driver.stream import (
 )
 from halo_ray.errors import ConfigError
 from halo_ray.io import write_json
-from halo_ray.raft import cycle_prompts, select, verdict_histogram
+from halo_ray.selection import cycle_prompts, select, verdict_histogram
 from halo_ray.runlog import RunLog, run_path
 from halo_ray.samples import concat
 from halo_ray.sections import RaftJobConfig, SFTJobConfig

@@ -8,21 +8,18 @@ of a chunk starts as soon as that chunk is sampled, without the driver touching 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import ray
 
 from halo_ray.bench.passk import pass_at_k
 from halo_ray.bench.score import score_results
-from halo_ray.driver import RolloutGroup, resolve_model
-from halo_ray.raft import verdict_histogram
+from halo_ray.driver import RolloutGroup
 from halo_ray.samples import concat
-from halo_ray.sections import EvalConfig, ModelConfig, RolloutConfig, VerifierConfig
+from halo_ray.sections import EvalConfig, VerifierConfig
 
 log = logging.getLogger(__name__)
 
@@ -118,26 +115,5 @@ def prune_checkpoints(run: Path, keep: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@dataclass
-class Timer:
-    """Wall time of the run and busy time per stage, for throughput and idle fractions."""
-
-    started: float = 0.0
-
-    def __post_init__(self):
-        self.started = time.perf_counter()
-
-    def wall(self) -> float:
-        return time.perf_counter() - self.started
-
-
 def idle_fraction(busy_s: float, wall_s: float, workers: int = 1) -> float:
     return max(0.0, 1.0 - busy_s / max(wall_s * workers, 1e-9))
-
-
-def rollout_for(model: ModelConfig, rollout: RolloutConfig) -> RolloutGroup:
-    return RolloutGroup(resolve_model(model), rollout)
-
-
-def ceil_div(a: int, b: int) -> int:
-    return math.ceil(a / b)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from halo_ray.raft import cycle_prompts
+from halo_ray.selection import cycle_prompts
 
 HALO_RAY = str(Path(sys.executable).with_name("halo-ray"))
 PER_CYCLE, N, CYCLES = 4, 2, 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -106,3 +105,36 @@ def test_generate_command_rejects_bad_input(tmp_path, tiny_model):
     missing = subprocess.run(cmd[:4] + [str(tmp_path / "nomodel")] + cmd[5:], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "not a Hugging Face model directory" in missing.stderr
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_lora_run_ships_only_the_adapter(ray_session, tiny_model):
+    from transformers import AutoTokenizer
+
+    from halo_ray import driver
+    from halo_ray.actors.learner import LearnerGroup
+    from halo_ray.objectives import tokenize_pair
+    from halo_ray.rollout import LoraAdapter
+    from halo_ray.sections import LearnerConfig, LoraConfig, ObjectiveConfig
+
+    model = ModelConfig(path=tiny_model, max_model_len=256, lora=LoraConfig(enabled=True, r=8, alpha=16))
+    g = driver.RolloutGroup(model, RolloutConfig(num_engines=1, num_cpus=1, max_new_tokens=8, max_num_seqs=32))
+    learner = LearnerGroup(model, LearnerConfig(zero_stage=0, lr=0.02, micro_batch_size=6, epochs=30),
+                           ObjectiveConfig(name="sft"))
+    try:
+        before = g.generate(PROMPTS, n=1, temperature=0.0).to_pylist()
+        tok = AutoTokenizer.from_pretrained(tiny_model)
+        learner.train([tokenize_pair(tok, p["prompt"], " + 42\n") for p in PROMPTS])
+        ref = learner.rollout_weights_ref()
+        import ray
+
+        adapter = ray.get(ref)
+        assert isinstance(adapter, LoraAdapter)
+        assert adapter.tensors and all("lora_" in name for name in adapter.tensors), "only adapter tensors travel"
+        g.update_weights(ref, 1)
+        after = g.generate(PROMPTS, n=1, temperature=0.0).to_pylist()
+        assert [r["policy_version"] for r in after] == [1] * len(PROMPTS)
+        assert [r["completion"] for r in after] != [r["completion"] for r in before]
+        assert sum(r["completion"].startswith(" + 42") for r in after) >= len(PROMPTS) // 2
+    finally:
+        learner.shutdown()
+        g.shutdown()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from halo_ray.errors import ConfigError, DataError
-from halo_ray.objectives import IGNORE_INDEX, OBJECTIVES, build_objective, collate, tokenize_pair
+from halo_ray.objectives import OBJECTIVES, build_objective, collate, tokenize_pair
 from halo_ray.sections import ObjectiveConfig
 
 

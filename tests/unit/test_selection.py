@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from halo_ray.raft import cycle_prompts, score_rollouts, select
+from halo_ray.selection import cycle_prompts, score_rollouts, select
 from halo_ray.samples import ROLLOUT_SCHEMA
 from halo_ray.sections import RaftConfig
 
