@@ -133,8 +133,10 @@ def generate(args: argparse.Namespace) -> int:
         else:
             summary = run_generation(prompts, backend, args.output, n=args.n, concurrency=args.concurrency)
     finally:
-        if "halo_ray.driver" in sys.modules:  # the vllm backend started rollout actors (and maybe Ray)
-            sys.modules["halo_ray.driver"].shutdown()
+        if args.backend == "vllm":  # our rollout actors (and maybe a Ray session this command started)
+            from halo_ray import driver
+
+            driver.shutdown()
     rate = summary.written / summary.seconds if summary.seconds else 0.0
     print(f"{args.output}: wrote {summary.written}, skipped {summary.skipped} already done, "
           f"failed {len(summary.failed)} of {summary.total} prompts in {summary.seconds:.1f} s ({rate:.2f} prompts/s)")

@@ -23,6 +23,9 @@ from halo_ray.sections import BenchmarkJobConfig, ClusterConfig, GenerateConfig,
 
 log = logging.getLogger(__name__)
 
+# Every worker of a session sees these platform settings (DESIGN.md, platform facts).
+WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+
 # Sampling settings that a call may override; the others fix how an engine is built.
 SAMPLING_FIELDS = ("samples_per_prompt", "temperature", "top_p", "max_new_tokens", "seed", "stop")
 
@@ -37,8 +40,7 @@ def init(cluster: ClusterConfig | None = None) -> None:
         return
     cluster = cluster or ClusterConfig()
     address = cluster.address or os.environ.get("RAY_ADDRESS", "")
-    # Workers must see the same CPU-platform settings as this process (DESIGN.md, platform facts).
-    env = {"TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    env = dict(WORKER_ENV)
     if address:
         ray.init(address=address, namespace=cluster.namespace, runtime_env={"env_vars": env})
     else:

@@ -20,8 +20,8 @@ from halo_ray.config import to_dict
 from halo_ray.data.sources import problems_from_spec
 from halo_ray.driver import RolloutGroup, init, resolve_model
 from halo_ray.driver.stream import (
-    VerifierGroup, checkpoint_dir, evaluate, idle_fraction, latest_checkpoint, prune_checkpoints,
-    stage_summary, submit_scored,
+    VerifierGroup, check_capacity, checkpoint_dir, evaluate, idle_fraction, latest_checkpoint, prune_checkpoints,
+    stage_summary, submit_scored, verifier_cpus,
 )
 from halo_ray.errors import ConfigError
 from halo_ray.io import write_json
@@ -58,6 +58,8 @@ def raft(config: RaftJobConfig, resume: bool = False) -> dict:
     heldout = [p.to_dict() for p in problems_from_spec(config.data.eval)] if config.data.eval else []
     r, cfg = config.rollout, config.raft
 
+    check_capacity(rollout=r.num_engines * r.num_cpus, verifier=verifier_cpus(config.verifier),
+                   learner=config.learner.num_ranks * config.learner.num_cpus_per_rank)
     rollout = RolloutGroup(model, r)
     verifiers = VerifierGroup(config.verifier)
     learner = _learner_group(model, config.learner, config.objective)

@@ -18,6 +18,7 @@ import ray
 from halo_ray.bench.passk import pass_at_k
 from halo_ray.bench.score import score_results
 from halo_ray.driver import RolloutGroup
+from halo_ray.errors import ConfigError
 from halo_ray.samples import concat
 from halo_ray.sections import EvalConfig, VerifierConfig
 
@@ -31,10 +32,8 @@ class VerifierGroup:
 
     def __init__(self, verifier: VerifierConfig):
         from halo_ray.actors.verifier import start_pools
-        from halo_ray.verifiers import available_cpus
 
-        workers = verifier.workers or available_cpus()
-        self.pools = start_pools(verifier, num_pools=1, cpus_per_pool=float(workers))
+        self.pools = start_pools(verifier, num_pools=1, cpus_per_pool=float(verifier_cpus(verifier)))
 
     def score(self, rollout_ref, problems: dict, index: int = 0):
         """A ref to the ``ScoredBatch`` of a ``RolloutBatch`` ref (runs once the rollout is done)."""
@@ -46,6 +45,22 @@ class VerifierGroup:
     def shutdown(self) -> None:
         for pool in self.pools:
             ray.kill(pool)
+
+
+def verifier_cpus(verifier: VerifierConfig) -> int:
+    from halo_ray.verifiers import available_cpus
+
+    return verifier.workers or available_cpus()
+
+
+def check_capacity(**needs: float) -> None:
+    """Fail fast with the numbers when the run's actors cannot all be placed (Ray would wait forever)."""
+    have = ray.cluster_resources().get("CPU", 0.0)
+    if sum(needs.values()) > have:
+        parts = ", ".join(f"{name} {cpus:g}" for name, cpus in needs.items())
+        raise ConfigError(f"the run needs {sum(needs.values()):g} CPUs ({parts}) but the Ray cluster has {have:g}: "
+                          "lower rollout.num_engines, rollout.num_cpus, verifier.workers or learner.num_ranks, "
+                          "or give a local session more logical CPUs (cluster.num_cpus)")
 
 
 def submit_scored(rollout: RolloutGroup, verifiers: VerifierGroup, problems: dict[str, dict], ids: list[str],

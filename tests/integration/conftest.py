@@ -7,11 +7,21 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """A local Ray session (4 logical CPUs on the 2-core machine) started once per test run, as the driver starts it."""
-    ray = pytest.importorskip("ray", reason="integration tests need ray")
-    from halo_ray import driver
-    from halo_ray.sections import ClusterConfig
+    """A local Ray session with 4 logical CPUs on the 2-core machine (rollout, verifier and learner
+    actors of one run fit at once), started once per test run with the driver's worker environment.
 
-    driver.init(ClusterConfig(num_cpus=4))
+    It is started here, not by ``driver.init``, so that a command run in-process that calls
+    ``driver.shutdown()`` stops its own actors but never this session.
+    """
+    ray = pytest.importorskip("ray", reason="integration tests need ray")
+    from halo_ray.driver import WORKER_ENV
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="halo-ray",
+                 runtime_env={"env_vars": dict(WORKER_ENV)})
+    assert ray.cluster_resources().get("CPU", 0) >= 4, ray.cluster_resources()
     yield ray
-    driver.shutdown()
+    from halo_ray import driver
+
+    driver.shutdown()  # the driver's cached rollout actors
+    ray.shutdown()

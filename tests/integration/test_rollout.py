@@ -102,7 +102,7 @@ def test_generate_command_rejects_bad_input(tmp_path, tiny_model):
     cmd[-1] = "rollout.samples_per_prompt=2"
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and f"{bad}:2: invalid JSON" in done.stderr
-    missing = subprocess.run(cmd[:4] + [str(tmp_path / "nomodel")] + cmd[5:], capture_output=True, text=True, timeout=120)
+    missing = subprocess.run(cmd[:3] + [str(tmp_path / "nomodel")] + cmd[4:], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "not a Hugging Face model directory" in missing.stderr
     assert not (tmp_path / "o.jsonl").exists()
 

@@ -35,6 +35,8 @@ def test_verifier_pool_batches_by_ref(ray_session):
         results = [r for batch in client.drain() for r in batch]
     finally:
         ray.get([p.close.remote() for p in pools])
+        for p in pools:
+            ray.kill(p)
     assert [r["id"] for r in results] == list(range(24))
     assert [r["verdict"] for r in results] == ["WRONG_OUTPUT" if i % 3 == 0 else "SUCCESS" for i in range(24)]
 
