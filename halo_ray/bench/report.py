@@ -82,6 +82,23 @@ def plot_rewards(curves: Mapping[str, Sequence[tuple[int, float]]], path: Path) 
     return _save(fig, path)
 
 
+def plot_stage_curve(stages: Sequence[Mapping], path: Path, title: str = "held-out pass@1 per stage") -> Path:
+    """pass@1 of successive stages of one run (SFT, then each RAFT cycle) as a line with values."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.8 + 1.0 * len(stages), 3.6))
+    names = [s["name"] for s in stages]
+    values = [s["pass_at_1"] for s in stages]
+    ax.plot(range(len(stages)), values, marker="o")
+    for i, v in enumerate(values):
+        ax.annotate(f"{v:.3f}", (i, v), textcoords="offset points", xytext=(0, 7), ha="center", fontsize="small")
+    ax.set_xticks(range(len(stages)), names, rotation=20)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("pass@1")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "–"

@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
         "rollout.num_engines": args.engines,
     })
     check_table_suffix(args.output, "output")
+    if config.model.path:  # fail before reading data or starting Ray
+        from halo_ray.rollout import check_model_dir
+
+        check_model_dir(config.model.path)
     prompts = [{"prompt_id": p["id"], "prompt": p["prompt"]} for p in read_prompts(args.prompts)]
     from halo_ray import driver
 

@@ -8,12 +8,13 @@ held-out problems, and ``stages.png`` plots the stages.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
 
 from halo_ray.bench.compare import paired_test
-from halo_ray.bench.report import plot_pass_at_k, plot_verdicts
+from halo_ray.bench.report import plot_stage_curve, plot_verdicts
 from halo_ray.driver.raft import raft, sft
 from halo_ray.driver.stream import per_problem_pass1
 from halo_ray.io import write_json
@@ -57,8 +58,6 @@ def demo(config: DemoConfig, progress=print) -> dict:
     for s in stages[1:]:
         s["name"] = s["name"].replace("cycle_", "raft_cycle_")
     evals = sorted((run / "eval").glob("*.json"))
-    import json
-
     first = json.loads((run / "eval" / "initial.json").read_text())
     last_name = summary["stages"][-1]["name"]
     last = json.loads((run / "eval" / f"{last_name}.json").read_text())
@@ -76,9 +75,8 @@ def demo(config: DemoConfig, progress=print) -> dict:
         "evaluations": [str(p) for p in evals],
     }
     write_json(out / "report.json", report)
-    plot_stages = [{"name": s["name"], "pass_at_k": {"1": s["pass_at_1"]}, "verdicts": s["verdicts"]} for s in stages]
-    plot_pass_at_k(plot_stages, out / "stages.png")
-    plot_verdicts(plot_stages, out / "verdicts.png")
+    plot_stage_curve(stages, out / "stages.png")
+    plot_verdicts(stages, out / "verdicts.png")
     for s in stages:
         progress(f"[demo] {s['name']:>14}: held-out pass@1 {s['pass_at_1']:.3f}")
     c = report["comparison"]

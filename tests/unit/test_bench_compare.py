@@ -169,3 +169,11 @@ def test_run_command_scores_a_samples_file_through_the_real_verifier(bench_cli, 
     assert report["verdicts"]["SYNTAX_ERROR"] == 2 and report["verdicts"]["WRONG_OUTPUT"] == 2
     assert report["compile_rate"] == pytest.approx(4 / 6)
     assert "pass@1" in capsys.readouterr().out
+
+
+def test_stage_curve_picture_is_written(tmp_path):
+    from halo_ray.bench.report import plot_stage_curve
+
+    stages = [{"name": "sft", "pass_at_1": 0.5}, {"name": "raft_cycle_1", "pass_at_1": 0.6}]
+    out = plot_stage_curve(stages, tmp_path / "stages.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 2000
