@@ -1,0 +1,24 @@
+"""The wheel installs everything under ``halo_ray`` (no top-level ``actors``/``jobs``) with its data files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_wheel_layout(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("halo_ray-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"halo_ray", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
+    for expected in ("halo_ray/actors/rollout.py", "halo_ray/jobs/raft.py", "halo_ray/data/files/mbpp.jsonl",
+                     "halo_ray/data/files/NOTICE", "halo_ray/tiny/corpus/functions.py", "halo_ray/driver/raft.py"):
+        assert expected in names, expected
+    entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "halo-ray = halo_ray.cli:main" in entry
