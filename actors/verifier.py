@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 
 import ray
 
 from halo_ray.selection import score_rollouts
 from halo_ray.sections import VerifierConfig
+from halo_ray.timing import BusyClock
 from halo_ray.verifiers import Verifier
 
 
@@ -27,7 +27,7 @@ class VerifierPool:
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
         workers = cfg.workers or max(1, math.floor(cpus))
         self.verifier = Verifier(dataclasses.replace(cfg, workers=workers))
-        self.busy_s = 0.0
+        self.busy = BusyClock()
 
     def workers(self) -> int:
         return self.verifier.workers
@@ -38,13 +38,11 @@ class VerifierPool:
 
     def score(self, table, problems: dict):
         """A ``ScoredBatch`` for a ``RolloutBatch`` (usually a ref from a rollout actor): see ``halo_ray.selection.score_rollouts``."""
-        started = time.perf_counter()
-        out = score_rollouts(table, problems, self.verifier.verify)
-        self.busy_s += time.perf_counter() - started
-        return out
+        with self.busy.active():
+            return score_rollouts(table, problems, self.verifier.verify)
 
     def stats(self) -> dict:
-        return {"busy_s": self.busy_s, "workers": self.verifier.workers}
+        return {"busy_s": self.busy.busy_s(), "workers": self.verifier.workers}
 
     def close(self) -> None:
         self.verifier.close()

@@ -24,6 +24,7 @@ import pyarrow as pa
 from halo_ray.errors import ModelError
 from halo_ray.samples import ROLLOUT_SCHEMA
 from halo_ray.sections import ModelConfig, RolloutConfig
+from halo_ray.timing import BusyClock
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class RolloutEngine:
             raise ModelError(f"{model.path}: vLLM could not load the model: {exc}") from exc
         self.load_s = time.perf_counter() - started
         self.tokens_generated = 0
-        self.busy_s = 0.0
+        self.busy = BusyClock()
 
     def sampling_params(self, prompt_id: str, **overrides):
         """SamplingParams for one prompt: config defaults, then overrides, seeded per prompt."""
@@ -143,6 +144,10 @@ class RolloutEngine:
         Returns:
             An Arrow table with ``ROLLOUT_SCHEMA``, one row per sample.
         """
+        with self.busy.active():
+            return self._generate(prompts, overrides)
+
+    def _generate(self, prompts: list[dict], overrides: dict) -> pa.Table:
         started = time.perf_counter()
         by_request: dict[str, tuple[dict, int]] = {}
         with self._lock:
@@ -158,7 +163,6 @@ class RolloutEngine:
                 self._finished.update((o.request_id, o) for o in engine.step() if o.finished)
         finished = [self._finished.pop(rid) for rid in by_request]
         elapsed = time.perf_counter() - started
-        self.busy_s += elapsed
         rows = []
         for out in sorted(finished, key=lambda o: int(o.request_id)):
             prompt, version = by_request[out.request_id]
@@ -205,7 +209,7 @@ class RolloutEngine:
 
     def stats(self) -> dict:
         return dict(engine=self.index, version=self.version, tokens=self.tokens_generated,
-                    busy_s=self.busy_s, load_s=self.load_s)
+                    busy_s=self.busy.busy_s(), load_s=self.load_s)
 
     def close(self) -> None:
         if self._lora_dir is not None:

@@ -53,17 +53,27 @@ def raft(config: RaftJobConfig, resume: bool = False) -> dict:
         raise ConfigError("data.train: name the RAFT prompts (a problems file or a source such as demo#raft)")
     init(config.cluster)
     model = resolve_model(config.model)
-    run = RunLog(run_path(config.logging.run_dir, config.logging.name, "raft"), config, config.logging.tensorboard)
     problems = {p.id: p.to_dict() for p in problems_from_spec(config.data.train)}
     heldout = [p.to_dict() for p in problems_from_spec(config.data.eval)] if config.data.eval else []
-    r, cfg = config.rollout, config.raft
-
+    r = config.rollout
     check_capacity(rollout=r.num_engines * r.num_cpus, verifier=verifier_cpus(config.verifier),
                    learner=config.learner.num_ranks * config.learner.num_cpus_per_rank)
-    rollout = RolloutGroup(model, r)
-    verifiers = VerifierGroup(config.verifier)
-    learner = _learner_group(model, config.learner, config.objective)
+    run = RunLog(run_path(config.logging.run_dir, config.logging.name, "raft"), config, config.logging.tensorboard)
+    groups = []  # shut down whatever started, also when a cycle fails
+    try:
+        groups.append(RolloutGroup(model, r))
+        groups.append(VerifierGroup(config.verifier))
+        groups.append(_learner_group(model, config.learner, config.objective))
+        return _raft_loop(config, resume, run, problems, heldout, *groups)
+    finally:
+        run.close()
+        for group in groups:
+            group.shutdown()
 
+
+def _raft_loop(config: RaftJobConfig, resume: bool, run: RunLog, problems: dict, heldout: list,
+               rollout: RolloutGroup, verifiers: VerifierGroup, learner) -> dict:
+    r, cfg = config.rollout, config.raft
     start, version, stages, totals = 0, 0, [], dict(generated=0, kept=0, filtered=0, stale=0, failed=0)
     ckpt = latest_checkpoint(run.path) if resume else None
     if ckpt is not None:
@@ -144,9 +154,6 @@ def raft(config: RaftJobConfig, resume: bool = False) -> dict:
     summary = {"run_dir": str(run.path), "stages": stages, "accounting": totals, "version": version,
                "final_checkpoint": str(latest_checkpoint(run.path) or "")}
     write_json(run.path / "summary.json", summary)
-    run.close()
-    for group in (rollout, verifiers, learner):
-        group.shutdown()
     return summary
 
 
@@ -187,14 +194,16 @@ def sft(config: SFTJobConfig) -> dict:
     lc = config.learner
     steps = lc.epochs * math.ceil(len(examples) / (lc.micro_batch_size * lc.grad_accum * lc.num_ranks))
     learner = _learner_group(model, lc, config.objective, total_steps=steps)
-    started = time.perf_counter()
-    metrics = learner.train(examples)
-    run.log(1, {f"train/{k}": v for k, v in metrics.items()}, stage="sft")
-    final = run.path / "final"
-    learner.save_checkpoint(str(final), {"examples": len(examples)})
-    summary = {"run_dir": str(run.path), "final": str(final), "examples": len(examples),
-               "train": metrics, "seconds": time.perf_counter() - started}
-    write_json(run.path / "summary.json", summary)
-    run.close()
-    learner.shutdown()
-    return summary
+    try:
+        started = time.perf_counter()
+        metrics = learner.train(examples)
+        run.log(1, {f"train/{k}": v for k, v in metrics.items()}, stage="sft")
+        final = run.path / "final"
+        learner.save_checkpoint(str(final), {"examples": len(examples)})
+        summary = {"run_dir": str(run.path), "final": str(final), "examples": len(examples),
+                   "train": metrics, "seconds": time.perf_counter() - started}
+        write_json(run.path / "summary.json", summary)
+        return summary
+    finally:
+        run.close()
+        learner.shutdown()
