@@ -89,21 +89,23 @@ def _raft_loop(config: RaftJobConfig, resume: bool, run: RunLog, problems: dict,
         stages.append(stage_summary(results))
         run.log(0, {"eval/pass_at_1": results["pass_at_k"]["1"]}, stage="initial")
 
-    def sample_cycle(cycle: int) -> list:
+    def sample_cycle(cycle: int) -> tuple[list, float]:
+        """Refs to the cycle's scored chunks, and when they were submitted."""
         ids = cycle_prompts(list(problems), cycle, cfg.prompts_per_cycle, config.data.shuffle_seed)
         return submit_scored(rollout, verifiers, problems, ids, cfg.chunk_prompts, n=r.samples_per_prompt,
                              temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_new_tokens,
-                             seed=r.seed + cycle, stop=list(r.stop) or None)
+                             seed=r.seed + cycle, stop=list(r.stop) or None), time.perf_counter()
 
     wall0, learner_busy = time.perf_counter(), 0.0
-    pending = sample_cycle(start) if start < cfg.num_cycles else []
+    pending, submitted = sample_cycle(start) if start < cfg.num_cycles else ([], 0.0)
     for cycle in range(start, cfg.num_cycles):
         t0 = time.perf_counter()
         scored = concat(ray.get(pending))
         t_sampled = time.perf_counter()
+        window = t_sampled - submitted  # sampling + verification of this cycle, overlapped with other work
         prefetch = cfg.max_staleness >= 1 and cycle + 1 < cfg.num_cycles
         if prefetch:  # sample the next cycle while the learner trains on this one
-            pending = sample_cycle(cycle + 1)
+            pending, submitted = sample_cycle(cycle + 1)
         rows = scored.to_pylist()
         kept, counts = select(rows, cfg, version)
         examples = [{"prompt_token_ids": k["prompt_token_ids"], "token_ids": k["token_ids"]} for k in kept]
@@ -113,7 +115,7 @@ def _raft_loop(config: RaftJobConfig, resume: bool, run: RunLog, problems: dict,
         t_trained = time.perf_counter()
         learner_busy += t_trained - t_sampled
         if not prefetch and cycle + 1 < cfg.num_cycles:
-            pending = sample_cycle(cycle + 1)
+            pending, submitted = sample_cycle(cycle + 1)
 
         run.samples(f"cycle_{cycle:04d}", scored)
         for key in totals:
@@ -121,7 +123,9 @@ def _raft_loop(config: RaftJobConfig, resume: bool, run: RunLog, problems: dict,
         tokens = sum(len(x["token_ids"]) for x in rows)
         metrics = {
             "rollout/samples": len(rows), "rollout/tokens": tokens,
-            "rollout/samples_per_s": len(rows) / max(t_sampled - t0, 1e-9),
+            "rollout/samples_per_s": len(rows) / max(window, 1e-9),
+            "rollout/tokens_per_s": tokens / max(window, 1e-9),
+            "stream/wait_s": t_sampled - t0,  # how long the driver waited for samples (0: fully overlapped)
             "verify/reward_mean": sum(x["reward"] for x in rows) / max(len(rows), 1),
             "verify/pass_fraction": sum(x["verdict"] == "SUCCESS" for x in rows) / max(len(rows), 1),
             "stream/kept_fraction": counts["kept"] / max(len(rows), 1),
