@@ -11,8 +11,14 @@ unit passed; the nonce is drawn per check, so ``sys.exit(0)``/``os._exit(0)`` be
 handlers, exit codes and printed markers cannot make a run pass. After every run the worker sends
 SIGKILL to every other process of the sandbox's private pid namespace (``kill(-1)``), so daemons and
 fork floods never outlive their run.
+
+Per-check costs kept low: the worker compiles (and caches) the test program, which is input data, so
+children only compile the untrusted code; the result pipe is grown to hold a whole run's lines and is
+read when the child has exited, so the worker is woken once per run rather than once per assertion.
 """
 
+import collections
+import fcntl
 import json
 import os
 import resource
@@ -28,6 +34,11 @@ SCRATCH_DIRS = ("/scratch", "/tmp")
 WARM_IMPORTS = ("shutil", "traceback", "warnings", "typing", "math", "re", "collections", "itertools", "functools",
                 "heapq", "bisect", "string", "hashlib", "random", "copy", "fractions", "statistics", "decimal")
 _HEADER = struct.Struct(">I")
+RESULT_PIPE_BYTES = 1 << 20  # the result pipe holds a whole run's lines: the worker is not woken per line
+RESULT_DRAIN_S = 0.1  # ...but a run that lasts longer has it emptied this often, so that it never blocks
+TESTS_CACHE_SIZE = 64  # compiled test programs kept by the worker (a prompt's tests serve many samples)
+TESTS_CACHE_MAX_CHARS = 256 * 1024  # larger test programs are compiled by each child, as before
+_tests_cache = collections.OrderedDict()
 
 
 def send(fd, obj):
@@ -161,6 +172,7 @@ def run_child(uid, limits, target, *, fresh=False, stdin=b"", env=None, result_p
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     res_r, res_w = os.pipe() if result_pipe else (None, None)
+    watch_res = res_r is not None and not _grow_pipe(res_r, RESULT_PIPE_BYTES)
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
@@ -194,12 +206,22 @@ def run_child(uid, limits, target, *, fresh=False, stdin=b"", env=None, result_p
     deadline = start + limits["timeout"]
     open_fds = set(buffers)
     exited = False
+    next_res_drain = start + RESULT_DRAIN_S
     while not exited:
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        left = deadline - now
         if left <= 0:
             run.timed_out = True
             break
-        ready, _, _ = select.select([pidfd, *open_fds], [], [], left)
+        # The result pipe (when grown) is not watched: the child's result lines do not wake us. It is
+        # read after the run, and every RESULT_DRAIN_S while a long run goes on.
+        lazy_res = not watch_res and res_r in open_fds
+        if lazy_res and now >= next_res_drain:
+            _drain_ready(res_r, buffers, open_fds, 1 << 20)
+            next_res_drain = now + RESULT_DRAIN_S
+        watched = [fd for fd in open_fds if fd != res_r or watch_res]
+        wait = min(left, max(0.0, next_res_drain - now)) if lazy_res else left
+        ready, _, _ = select.select([pidfd, *watched], [], [], wait)
         for fd in ready:
             if fd == pidfd:
                 exited = True
@@ -224,6 +246,22 @@ def run_child(uid, limits, target, *, fresh=False, stdin=b"", env=None, result_p
     return run
 
 
+def _grow_pipe(fd, size):
+    """Make pipe ``fd`` hold ``size`` bytes; False when the kernel refuses (the pipe is then watched)."""
+    try:
+        return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size) >= size
+    except OSError:
+        return False
+
+
+def _drain_ready(fd, buffers, open_fds, cap):
+    """Read what ``fd`` holds now, without blocking (at most a full pipe: a fast writer cannot hold us)."""
+    for _ in range(RESULT_PIPE_BYTES // 65536 + 1):
+        if fd not in open_fds or not select.select([fd], [], [], 0)[0]:
+            return
+        _drain(fd, buffers, open_fds, cap)
+
+
 def _drain(fd, buffers, open_fds, cap):
     data = os.read(fd, 65536)
     if not data:
@@ -237,8 +275,36 @@ def _drain(fd, buffers, open_fds, cap):
 # ---------------------------------------------------------------- Python checks (in the child)
 
 
+def compiled_tests(source):
+    """The test program compiled by the worker, cached by source; None when it does not compile.
+
+    The tests are input data (the host has already parsed and rewritten them), never the program
+    under test, so compiling them here is safe; it saves every child the compile and its page
+    copies. A source that does not compile is left to the child, which reports the error as before.
+    """
+    if len(source) > TESTS_CACHE_MAX_CHARS:
+        return None
+    code = _tests_cache.get(source)
+    if code is not None:
+        _tests_cache.move_to_end(source)
+        return code
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code = compile(source, "<tests>", "exec")
+    except Exception:  # noqa: BLE001 - the child compiles again and reports it
+        return None
+    _tests_cache[source] = code
+    while len(_tests_cache) > TESTS_CACHE_SIZE:
+        _tests_cache.popitem(last=False)
+    return code
+
+
 def python_tests_target(req, nonce):
     """The harness of an assert-based check, run in the child; writes its result lines on fd 3."""
+    tests_code = compiled_tests(req["tests"])
 
     def harness(fd):
         write, exit_, dumps = os.write, os._exit, json.dumps
@@ -250,7 +316,7 @@ def python_tests_target(req, nonce):
             return dumps({"type": type(exc).__name__, "msg": _one_line(exc)})
 
         solution = _compile_solution(req["code"], emit)
-        tests = compile(req["tests"], "<tests>", "exec")
+        tests = tests_code or compile(req["tests"], "<tests>", "exec")
         namespace = {"__name__": "__solution__", "__builtins__": __builtins__}
         try:
             exec(solution, namespace)
