@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=config.logging.level, format="%(levelname)s %(name)s: %(message)s")
         from halo_ray.driver.raft import raft
 
-        summary = raft(config, resume=args.resume)
+        summary = raft(config, resume=args.resume, progress=print)
     except HaloError as exc:
         print(f"raft job: error: {exc}", file=sys.stderr)
         return 2

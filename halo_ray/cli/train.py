@@ -82,7 +82,7 @@ def run_raft(args: argparse.Namespace) -> int:
     from halo_ray.driver.raft import raft
 
     try:
-        summary = raft(config, resume=args.resume)
+        summary = raft(config, resume=args.resume, progress=print)
     finally:
         driver.shutdown()
     print(json.dumps(summary, indent=2))

@@ -44,13 +44,13 @@ def demo(config: DemoConfig, progress=print) -> dict:
     sft_cfg = dataclasses.replace(config.sft, model=dataclasses.replace(config.sft.model, path=str(init_dir)),
                                   logging=_in(out, config.sft.logging))
     sft_summary = sft(sft_cfg)
-    progress(f"[demo] SFT: {sft_summary['examples']} examples, loss {sft_summary['train'].get('loss', float('nan')):.4f}, "
-             f"{sft_summary['seconds']:.0f} s")
+    progress(f"[demo] SFT: {sft_summary['examples']} examples, {sft_summary['train'].get('steps')} steps, mean loss "
+             f"{sft_summary['train'].get('loss', float('nan')):.4f}, {sft_summary['seconds']:.0f} s")
 
     raft_cfg = dataclasses.replace(
         config.raft, model=dataclasses.replace(config.raft.model, path=sft_summary["final"]),
         logging=_in(out, config.raft.logging))
-    summary = raft(raft_cfg)
+    summary = raft(raft_cfg, progress=lambda line: progress(f"[demo] RAFT {line}"))
     run = Path(summary["run_dir"])
 
     stages = [dict(s) for s in summary["stages"]]
@@ -77,8 +77,6 @@ def demo(config: DemoConfig, progress=print) -> dict:
     write_json(out / "report.json", report)
     plot_stage_curve(stages, out / "stages.png")
     plot_verdicts(stages, out / "verdicts.png")
-    for s in stages:
-        progress(f"[demo] {s['name']:>14}: held-out pass@1 {s['pass_at_1']:.3f}")
     c = report["comparison"]
     progress(f"[demo] RAFT vs SFT: {c['baseline']:.3f} -> {c['final']:.3f}, p = {c['p_value']:.2g} "
              f"({c['test']}); {report['seconds']:.0f} s in all; report in {out / 'report.json'}")

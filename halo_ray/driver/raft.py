@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Callable
 
 import ray
 
@@ -39,13 +40,14 @@ def _learner_group(model, learner, objective, total_steps=None):
     return LearnerGroup(model, learner, objective, total_steps=total_steps)
 
 
-def raft(config: RaftJobConfig, resume: bool = False) -> dict:
+def raft(config: RaftJobConfig, resume: bool = False, progress: Callable[[str], None] = log.info) -> dict:
     """Run streaming RAFT; returns a summary (run directory, stages, sample accounting).
 
     Args:
         config: the job config (``configs/raft.yaml`` mirrors it).
         resume: continue the run in ``logging.run_dir/logging.name`` from its last checkpoint;
             no prompt is skipped or trained on twice.
+        progress: receives one line per evaluation and cycle (the CLI prints them).
     """
     if resume and not config.logging.name:
         raise ConfigError("--resume needs the run's name (logging.name) to find its checkpoints")
@@ -64,7 +66,7 @@ def raft(config: RaftJobConfig, resume: bool = False) -> dict:
         groups.append(RolloutGroup(model, r))
         groups.append(VerifierGroup(config.verifier))
         groups.append(_learner_group(model, config.learner, config.objective))
-        return _raft_loop(config, resume, run, problems, heldout, *groups)
+        return _raft_loop(config, resume, run, problems, heldout, *groups, progress=progress)
     finally:
         run.close()
         for group in groups:
@@ -72,7 +74,7 @@ def raft(config: RaftJobConfig, resume: bool = False) -> dict:
 
 
 def _raft_loop(config: RaftJobConfig, resume: bool, run: RunLog, problems: dict, heldout: list,
-               rollout: RolloutGroup, verifiers: VerifierGroup, learner) -> dict:
+               rollout: RolloutGroup, verifiers: VerifierGroup, learner, progress: Callable[[str], None]) -> dict:
     r, cfg = config.rollout, config.raft
     start, version, stages, totals = 0, 0, [], dict(generated=0, kept=0, filtered=0, stale=0, failed=0)
     ckpt = latest_checkpoint(run.path) if resume else None
@@ -80,7 +82,7 @@ def _raft_loop(config: RaftJobConfig, resume: bool, run: RunLog, problems: dict,
         extra = learner.load_checkpoint(str(ckpt))
         start, version, stages, totals = extra["next_cycle"], extra["version"], extra["stages"], extra["totals"]
         rollout.update_weights(learner.rollout_weights_ref(), version)
-        log.info("resumed %s at cycle %d (policy version %d)", run.path, start, version)
+        progress(f"resumed {run.path} at cycle {start + 1} (policy version {version})")
     elif resume:
         log.warning("no checkpoint in %s: starting from cycle 0", run.path)
     if heldout and start == 0:
@@ -88,6 +90,7 @@ def _raft_loop(config: RaftJobConfig, resume: bool, run: RunLog, problems: dict,
         write_json(run.path / "eval" / "initial.json", results)
         stages.append(stage_summary(results))
         run.log(0, {"eval/pass_at_1": results["pass_at_k"]["1"]}, stage="initial")
+        progress(f"initial: held-out pass@1 {results['pass_at_k']['1']:.3f}")
 
     def sample_cycle(cycle: int) -> tuple[list, float]:
         """Refs to the cycle's scored chunks, and when they were submitted."""
@@ -145,8 +148,9 @@ def _raft_loop(config: RaftJobConfig, resume: bool, run: RunLog, problems: dict,
             stages.append(stage_summary(results))
             metrics["eval/pass_at_1"] = results["pass_at_k"]["1"]
         run.log(cycle + 1, metrics, cycle=cycle + 1, reward_mean=metrics["verify/reward_mean"], counts=counts)
-        log.info("cycle %d/%d: reward %.3f, kept %d of %d, loss %s", cycle + 1, cfg.num_cycles,
-                 metrics["verify/reward_mean"], counts["kept"], len(rows), train_metrics.get("loss"))
+        held = f", held-out pass@1 {metrics['eval/pass_at_1']:.3f}" if heldout else ""
+        progress(f"cycle {cycle + 1}/{cfg.num_cycles}: reward {metrics['verify/reward_mean']:.3f}, kept {counts['kept']} "
+                 f"of {len(rows)}, loss {train_metrics.get('loss', float('nan')):.4f}{held}")
         last = cycle + 1 == cfg.num_cycles
         if last or (cycle + 1) % config.checkpoint.every_cycles == 0:
             # A prefetched next cycle is sampled again after a resume: it was not trained on.
