@@ -66,8 +66,13 @@ def bwrap_argv(uid: int, extra_binds: list[str], scratch_mb: int, path: str = SA
             "--clearenv", "--setenv", "PATH", path, "--setenv", "HOME", "/scratch",
             "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0",
             *_system_binds()]
+    # Scratch tmpfs first: binds that follow may live below /tmp (a venv in a checkout under /tmp)
+    # and must stay visible on top of it.
+    size = str(scratch_mb << 20)
+    for tmp in sandbox_worker.SCRATCH_DIRS:
+        args += ["--perms", "1777", "--size", size, "--tmpfs", tmp]
     python_dirs = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    made: set[str] = set()
+    made: set[str] = set(sandbox_worker.SCRATCH_DIRS)
     for d in sorted({*python_dirs, *extra_binds}):
         if d.startswith(("/usr/", "/etc/")) or not os.path.exists(d):
             continue
@@ -77,9 +82,6 @@ def bwrap_argv(uid: int, extra_binds: list[str], scratch_mb: int, path: str = SA
                 args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind", d, d]
     args += ["--ro-bind", sandbox_worker.__file__, WORKER_PATH, "--dev", "/dev", "--proc", "/proc"]
-    size = str(scratch_mb << 20)
-    for tmp in sandbox_worker.SCRATCH_DIRS:
-        args += ["--perms", "1777", "--size", size, "--tmpfs", tmp]
     args += ["--chdir", "/scratch", "--cap-drop", "ALL"]
     for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_KILL"):
         args += ["--cap-add", cap]

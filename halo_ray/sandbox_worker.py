@@ -150,11 +150,19 @@ def _enter_child(uid, limits, fresh, stdin, out_w, err_w, res_w):
     os.chdir(SCRATCH_DIRS[0])
 
 
+# Read-only binds that may sit below a scratch dir (a venv in a checkout under /tmp): never wiped.
+_KEEP = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)))}
+
+
 def _wipe(top):
     import shutil
 
     for entry in os.scandir(top):
-        if entry.is_dir(follow_symlinks=False):
+        if entry.path in _KEEP:
+            continue
+        if any(keep.startswith(entry.path + "/") for keep in _KEEP):
+            _wipe(entry.path)  # a parent of a bind: empty it around the bind
+        elif entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
         else:
             try:

@@ -265,3 +265,13 @@ def test_cli_verify(tmp_path, monkeypatch, capsys):
     assert cli.main(["verify", "--input", str(src), "--output", str(tmp_path / "o2.jsonl")]) == 2
     assert f"{src}:2: unknown language 'cobol'" in capsys.readouterr().err
     assert not (tmp_path / "o2.jsonl").exists()
+
+
+def test_binds_below_tmp_stay_visible_over_the_scratch_tmpfs(tmp_path):
+    # A checkout (and its venv) under /tmp: the tmpfs on /tmp must come first, the binds on top of it.
+    from halo_ray.sandbox import bwrap_argv
+
+    argv = bwrap_argv(62001, [str(tmp_path)], 64)
+    tmpfs = max(i for i, a in enumerate(argv) if a == "--tmpfs" and argv[i + 1] == "/tmp")
+    bind = next(i for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] == str(tmp_path))
+    assert tmpfs < bind
