@@ -210,7 +210,9 @@ class Learner:
         cfg, engine = self.config, self.engine
         epochs = cfg.epochs if epochs is None else epochs
         started = time.perf_counter()
-        losses, samples, tokens, padded, taken = [], 0, 0.0, 0, 0
+        import torch
+
+        losses, samples, tokens, padded, taken, last_norm = [], 0, 0.0, 0, 0, None
         engine.train()
         epoch = 0
         while examples and (taken < steps if steps is not None else epoch < epochs):
@@ -228,13 +230,16 @@ class Learner:
                 engine.backward(loss)
                 if engine.is_gradient_accumulation_boundary():
                     taken += 1
+                    if cfg.zero_stage == 0:  # DeepSpeed computes the norm only for its ZeRO optimizers
+                        grads = [p.grad for p in engine.module.parameters() if p.grad is not None]
+                        last_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else None
                 engine.step()
                 losses.append(float(loss.detach()))
                 samples += len(micro)
                 tokens += stats["tokens"]
         self.global_step += taken
         seconds = time.perf_counter() - started
-        grad_norm = engine.get_global_grad_norm() if taken else None
+        grad_norm = (engine.get_global_grad_norm() if cfg.zero_stage else last_norm) if taken else None
         return {
             "loss": sum(losses) / len(losses) if losses else float("nan"),
             "lr": float(engine.get_lr()[0]),

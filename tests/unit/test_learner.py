@@ -64,6 +64,7 @@ def test_train_lowers_loss_and_weights_have_hf_names(tiny_dir):
     assert first["steps"] == 2 and last["global_step"] == 8
     assert first["samples"] == 8 and first["tokens"] > 0 and first["samples_per_s"] > 0
     assert last["loss"] < first["loss"] - 0.5
+    assert 0 < first["grad_norm"] < float("inf"), "the pre-clipping gradient norm is reported"
 
     after = learner.rollout_weights()
     hf = AutoModelForCausalLM.from_pretrained(tiny_dir).state_dict()
@@ -138,3 +139,12 @@ def test_lora_rollout_weights_load_in_peft(tiny_dir, tmp_path):
 def test_cosine_schedule_needs_total_steps(tiny_dir):
     with pytest.raises(ConfigError, match="total_steps"):
         Learner(ModelConfig(path=tiny_dir), dataclasses.replace(LEARNER, lr_schedule="cosine"), ObjectiveConfig())
+
+
+def test_grad_norm_is_reported_without_zero(tiny_dir):
+    import dataclasses
+
+    learner = Learner(ModelConfig(path=tiny_dir, max_model_len=128), dataclasses.replace(LEARNER, zero_stage=0),
+                      ObjectiveConfig(name="sft"))
+    metrics = learner.train(examples(learner.tokenizer))
+    assert metrics["steps"] == 2 and 0 < metrics["grad_norm"] < float("inf")
