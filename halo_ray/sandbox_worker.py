@@ -310,6 +310,42 @@ def compiled_tests(source):
     return code
 
 
+# Frame and object-graph introspection would let a program find the harness's secret (the nonce that
+# marks "every test ran") and report success itself. The child blocks every way Python hands out a
+# frame or walks the heap; ValueError is what the stdlib expects when no frame is available
+# (namedtuple, enum, typing and logging fall back), so ordinary programs keep working.
+_FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
+_BLOCKED_EVENTS = frozenset({"sys._getframe", "sys._current_frames", "sys.settrace", "sys.setprofile",
+                             "gc.get_objects", "gc.get_referrers", "gc.get_referents", "ctypes.dlopen"})
+_BLOCKED_IMPORTS = frozenset({"ctypes", "_ctypes", "_signal", "signal"})
+
+
+def _introspection_guard(event, args):
+    if event in _BLOCKED_EVENTS or (event == "object.__getattr__" and args[1] in _FRAME_ATTRS):
+        raise ValueError(f"{event} is not available in the sandbox")
+    if event == "import" and args[0] in _BLOCKED_IMPORTS:
+        raise ImportError(f"module {args[0]!r} is not available in the sandbox")
+    if event == "open" and isinstance(args[0], (str, bytes)):
+        path = os.fsdecode(args[0])
+        if path.startswith("/proc/") and (path.endswith("/mem") or "/map_files" in path):  # raw memory
+            raise PermissionError(f"{path}: not available in the sandbox")
+
+
+def guard_introspection():
+    """Install the guard (audit hooks cannot be removed) and take away Python signal handlers, which receive frames."""
+    import _signal
+
+    original = _signal.signal
+
+    def no_handlers(signum, handler):
+        if callable(handler):  # SIG_IGN / SIG_DFL stay possible: they hand out no frame
+            raise ValueError("signal handlers are not available in the sandbox")
+        return original(signum, handler)
+
+    _signal.signal = no_handlers  # signal.signal calls it by attribute
+    sys.addaudithook(_introspection_guard)
+
+
 def python_tests_target(req, nonce):
     """The harness of an assert-based check, run in the child; writes its result lines on fd 3."""
     tests_code = compiled_tests(req["tests"])
@@ -326,6 +362,7 @@ def python_tests_target(req, nonce):
         solution = _compile_solution(req["code"], emit)
         tests = tests_code or compile(req["tests"], "<tests>", "exec")
         namespace = {"__name__": "__solution__", "__builtins__": __builtins__}
+        guard_introspection()
         try:
             exec(solution, namespace)
         except BaseException as exc:  # noqa: BLE001 - the program's failure is a result

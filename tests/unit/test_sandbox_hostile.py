@@ -189,3 +189,45 @@ def test_capped_output(pool):
 def test_each_sandbox_has_its_own_uid(pool):
     uids = {w.uid for w in pool._all}
     assert len(uids) == pool.workers and all(UID_BASE <= u < UID_BASE + UID_SLOTS for u in uids)
+
+
+WRONG = "def f(x):\n    return x\n"  # fails both asserts
+FORGE = ("import os\n"
+         "def forge(frame):\n"
+         "    while frame is not None:\n"
+         "        if 'nonce' in frame.f_locals:\n"
+         "            frame.f_locals['emit']('D ' + frame.f_locals['nonce'])\n"
+         "            os._exit(0)\n"
+         "        frame = frame.f_back\n")
+
+
+@pytest.mark.parametrize("grab", [
+    "import sys\nforge(sys._getframe())\n",
+    "import inspect\nforge(inspect.currentframe())\n",
+    "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    forge(e.__traceback__.tb_frame)\n",
+    "import sys\ntry:\n    1 / 0\nexcept ZeroDivisionError:\n    forge(sys.exc_info()[2].tb_frame)\n",
+    "def g():\n    yield\nit = g()\nnext(it)\nforge(it.gi_frame)\n",
+    "import sys\nforge(list(sys._current_frames().values())[0])\n",
+    "import sys\nsys.settrace(lambda fr, ev, arg: forge(fr))\nsys._getframe\ndef h():\n    pass\nh()\n",
+    "import gc\nfor o in gc.get_objects():\n    if type(o).__name__ == 'frame':\n        forge(o)\n",
+    "import signal, os\nsignal.signal(signal.SIGUSR1, lambda s, fr: forge(fr))\nos.kill(os.getpid(), signal.SIGUSR1)\n",
+    "import sys\ndel sys.modules['_signal']\nimport _signal\n_signal.signal(10, lambda s, fr: forge(fr))\n",
+    "import ctypes\n",
+    "data = open('/proc/self/mem', 'rb')\n",
+], ids=["_getframe", "inspect", "tb_frame", "exc_info", "gi_frame", "current_frames", "settrace", "gc",
+        "signal", "signal-reimport", "ctypes", "proc-mem"])
+def test_introspection_cannot_forge_success(pool, grab):
+    # Each snippet tries to reach the harness frame and write its "all tests ran" line itself.
+    out = check(pool, FORGE + grab + WRONG)
+    assert out["verdict"] != "SUCCESS" and out["reward"] < 1.0, out
+
+
+def test_ordinary_programs_still_run_under_the_guard(pool):
+    code = ("import collections, enum, logging, typing\n"
+            "P = collections.namedtuple('P', 'a b')\n"
+            "Colour = enum.Enum('Colour', 'RED GREEN')\n"
+            "class T(typing.NamedTuple):\n    a: int\n"
+            "logging.getLogger('x').warning('hello')\n"
+            "def f(x):\n    return P(x, 1).a + T(1).a + Colour.RED.value - 1\n")
+    out = check(pool, code)
+    assert out["verdict"] == "SUCCESS", out
