@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN    ?= runs/demo
 
-.PHONY: setup demo test test-unit test-integration bench clean
+.PHONY: setup demo test test-unit test-integration clean
 
 setup: $(STAMP)
 
@@ -39,4 +39,4 @@ test-integration: $(STAMP)
 	$(BIN)/python -m pytest -q -ra tests/integration
 
 clean:
-	rm -rf $(VENV) build *.egg-info runs
+	rm -rf $(VENV) build *.egg-info $(RUN)

@@ -36,6 +36,10 @@ class RolloutActor:
     def ready(self) -> bool:
         return True
 
+    def close(self) -> None:
+        """Remove the engine's temporary files (LoRA adapters) before the actor is killed."""
+        self.engine.close()
+
 
 def start_rollout_actors(model: ModelConfig, rollout: RolloutConfig) -> list:
     """Start ``rollout.num_engines`` actors, each with its resources and engine environment; waits until loaded."""

@@ -12,14 +12,24 @@ from pathlib import Path
 from typing import Any
 
 from halo_ray.config import dump_yaml
+from halo_ray.errors import ConfigError
 from halo_ray.io import append_jsonl, atomic_write, read_jsonl, write_table
 
 log = logging.getLogger(__name__)
 
 
-def run_path(run_dir: str, name: str, job: str) -> Path:
-    """``run_dir/name``, or ``run_dir/<job>-<timestamp>`` when no name is given."""
-    return Path(run_dir) / (name or f"{job}-{time.strftime('%Y%m%d-%H%M%S')}")
+def run_path(run_dir: str, name: str, job: str, resume: bool = False) -> Path:
+    """``run_dir/name``, or ``run_dir/<job>-<timestamp>`` when no name is given.
+
+    A run directory belongs to one run: one that already holds metrics or checkpoints is only
+    reused with ``resume`` (ConfigError otherwise, naming the directory and the two ways out).
+    """
+    path = Path(run_dir) / (name or f"{job}-{time.strftime('%Y%m%d-%H%M%S')}")
+    used = (path / "metrics.jsonl").exists() or (path / "checkpoints").exists() or (path / "final").exists()
+    if used and not resume:
+        raise ConfigError(f"{path} already holds a run: continue it with --resume, or choose another "
+                          "--output (logging.name)")
+    return path
 
 
 class RunLog:

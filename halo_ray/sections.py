@@ -28,7 +28,7 @@ class LoraConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     path: str = opt("", "Hugging Face model directory (local); empty means the embedded tiny model")
-    dtype: str = opt("auto", "weights dtype for rollout and learner", choices=("auto", "float32", "bfloat16", "float16"))
+    dtype: str = opt("auto", "rollout engine dtype (auto: float32 on CPU); the learner's is learner.bf16", choices=("auto", "float32", "bfloat16", "float16"))
     max_model_len: int = opt(1024, "longest prompt + completion in tokens")
     lora: LoraConfig = opt(LoraConfig(), "PEFT LoRA settings")
 
@@ -166,7 +166,6 @@ class DataConfig:
     train: str = opt("", "training problems: a JSONL/Parquet problems file, or a source NAME[:ARG]; "
                      "'#STAGE' keeps one stage or split (demo#raft, humaneval#train)")
     eval: str = opt("", "held-out problems for pass@1 after each stage (same forms as train); empty skips evaluation")
-    max_prompt_tokens: int = opt(512, "prompts longer than this are dropped and counted")
     shuffle_seed: int = opt(0, "order in which prompts are visited across cycles (the data position is resumable)")
 
 
@@ -201,12 +200,19 @@ class EvalConfig:
     top_p: float = opt(1.0, "nucleus threshold of evaluation")
     seed: int = opt(42, "evaluation sampling seed (the same for every stage, so stages are paired)")
 
+    def validate(self) -> list[str]:
+        return [f"samples must be at least 1, got {self.samples}"] if self.samples < 1 else []
+
 
 @dataclass(frozen=True)
 class CheckpointConfig:
     every_cycles: int = opt(1, "save a checkpoint every N RAFT cycles (the last cycle is always saved)")
     keep: int = opt(2, "checkpoints kept; older ones are deleted after a newer one is complete")
-    merged: bool = opt(False, "for LoRA runs also save the merged full model")
+
+    def validate(self) -> list[str]:
+        errs = [f"{key} must be at least 1, got {getattr(self, key)}"
+                for key in ("every_cycles", "keep") if getattr(self, key) < 1]
+        return errs
 
 
 @dataclass(frozen=True)
@@ -234,9 +240,6 @@ class SFTJobConfig:
     data: DataConfig = opt(DataConfig(), "train: problems with reference solutions (learner.epochs passes over them)")
     objective: ObjectiveConfig = opt(ObjectiveConfig(name="sft"), "training objective")
     learner: LearnerConfig = opt(LearnerConfig(), "DeepSpeed learner ranks and optimisation")
-    rollout: RolloutConfig = opt(RolloutConfig(), "engines for held-out evaluation")
-    verifier: VerifierConfig = opt(VerifierConfig(), "verifier for held-out evaluation")
-    eval: EvalConfig = opt(EvalConfig(), "held-out evaluation after training")
     cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
     logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
 

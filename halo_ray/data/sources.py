@@ -69,8 +69,8 @@ def problems_from_spec(spec: str) -> list[Problem]:
     base, _, part = spec.partition("#")
     if not base:
         raise ConfigError(f"{spec!r}: name a problems file or a data source ({', '.join(SOURCES.names())})")
-    looks_like_file = Path(base).suffix.lower() in (".jsonl", ".parquet") or os.sep in base
-    problems = read_problems(base) if looks_like_file else load_source(base)
+    is_source = base.partition(":")[0] in SOURCES
+    problems = load_source(base) if is_source else read_problems(base)
     if part:
         if not any(p.split for p in problems):
             from halo_ray.data.splits import assign_splits

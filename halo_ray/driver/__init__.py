@@ -118,6 +118,7 @@ class RolloutGroup:
         return ray.get([actor.stats.remote() for actor in self.actors])
 
     def shutdown(self) -> None:
+        ray.wait([actor.close.remote() for actor in self.actors], num_returns=len(self.actors), timeout=30)
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from halo_ray.bench.compare import paired_test
 from halo_ray.bench.report import plot_stage_curve, plot_verdicts
 from halo_ray.driver.raft import raft, sft
 from halo_ray.driver.stream import per_problem_pass1
+from halo_ray.errors import ConfigError
 from halo_ray.io import write_json
 from halo_ray.sections import DemoConfig, LoggingConfig
 
@@ -36,7 +38,12 @@ def demo(config: DemoConfig, progress=print) -> dict:
     """
     from halo_ray.tiny import init_tiny
 
+    if not config.raft.data.eval:
+        raise ConfigError("raft.data.eval: the demo compares held-out pass@1 across stages; name held-out problems")
     out = Path(config.output)
+    for part in (config.sft.logging.name, config.raft.logging.name):  # the demo owns its stage runs: start afresh
+        if part and (out / part).is_dir():
+            shutil.rmtree(out / part)
     started = time.perf_counter()
     init_dir = init_tiny(out / "model-init", seed=config.seed)
     progress(f"[demo] built the tiny model in {init_dir}")

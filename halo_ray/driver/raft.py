@@ -2,7 +2,7 @@
 
 RAFT cycle: the rollout engines sample ``samples_per_prompt`` completions for the cycle's prompts in
 chunks; each chunk's ref goes straight to a verifier pool, so verification overlaps sampling; the
-driver keeps the best samples (``halo_ray.raft.select``), the learner ranks train on them, and the new
+driver keeps the best samples (``halo_ray.selection.select``), the learner ranks train on them, and the new
 weights go to the engines by ref. With ``raft.max_staleness`` >= 1 the next cycle is sampled while the
 learner trains (its samples are one policy version old). After each cycle: samples as Parquet,
 metrics, held-out pass@1, and a checkpoint with the data position and RNG state.
@@ -53,6 +53,9 @@ def raft(config: RaftJobConfig, resume: bool = False, progress: Callable[[str], 
         raise ConfigError("--resume needs the run's name (logging.name) to find its checkpoints")
     if not config.data.train:
         raise ConfigError("data.train: name the RAFT prompts (a problems file or a source such as demo#raft)")
+    if config.learner.lr_schedule == "cosine":
+        raise ConfigError("learner.lr_schedule: 'cosine' needs a known number of steps; RAFT trains on what each "
+                          "cycle keeps, so use 'constant' (with learner.warmup_steps)")
     init(config.cluster)
     model = resolve_model(config.model)
     problems = {p.id: p.to_dict() for p in problems_from_spec(config.data.train)}
@@ -60,7 +63,8 @@ def raft(config: RaftJobConfig, resume: bool = False, progress: Callable[[str], 
     r = config.rollout
     check_capacity(rollout=r.num_engines * r.num_cpus, verifier=verifier_cpus(config.verifier),
                    learner=config.learner.num_ranks * config.learner.num_cpus_per_rank)
-    run = RunLog(run_path(config.logging.run_dir, config.logging.name, "raft"), config, config.logging.tensorboard)
+    run = RunLog(run_path(config.logging.run_dir, config.logging.name, "raft", resume), config,
+                 config.logging.tensorboard)
     groups = []  # shut down whatever started, also when a cycle fails
     try:
         groups.append(RolloutGroup(model, r))

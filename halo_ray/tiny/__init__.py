@@ -14,6 +14,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from halo_ray.errors import ModelError
+
 SIZES = {
     # head_dim must be >= 32 for vLLM's CPU attention (DESIGN.md).
     "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
@@ -110,7 +112,7 @@ def init_tiny(output: str | os.PathLike, seed: int = 0, size: str = "tiny") -> P
         (tmp / "halo_ray_tiny.json").write_text(json.dumps({"size": size, "seed": seed}) + "\n")
         if out.exists():
             if not (out / "halo_ray_tiny.json").exists():
-                raise FileExistsError(f"{out} exists and is not a halo-ray tiny model; choose another --output")
+                raise ModelError(f"{out} exists and is not a halo-ray tiny model; choose another --output")
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:

@@ -11,7 +11,6 @@ import torch
 from halo_ray.objectives import tokenize_pair
 from halo_ray.sections import LearnerConfig, ModelConfig, ObjectiveConfig
 
-pytest.importorskip("deepspeed", reason="the learner needs deepspeed")
 
 # fp32, no dropout in the tiny model; micro-batch 2: one optimizer step takes 8 examples either way.
 ONE_RANK = LearnerConfig(num_ranks=1, micro_batch_size=2, grad_accum=4, lr=1e-3, seed=5, num_cpus_per_rank=1.0)

@@ -66,6 +66,8 @@ def test_raft_end_to_end_accounts_for_every_sample(ray_session, tiny_model, tmp_
     versions = [set(pq.read_table(out / "samples" / f"cycle_{c:04d}.parquet").column("policy_version").to_pylist())
                 for c in range(CYCLES)]
     assert versions[0] == {0} and all(v <= {c - 1, c} for c, v in enumerate(versions) if c), versions
+    # max_staleness 1: the next cycle is sampled while the learner trains, so it holds older samples
+    assert all(c - 1 in v for c, v in enumerate(versions) if c), versions
     assert (out / "config.yaml").exists() and any((out / "tensorboard").iterdir())
     ckpt = out / "checkpoints" / f"cycle_{CYCLES:04d}"
     assert (ckpt / "model.safetensors").exists() and (ckpt / "trainer_state.json").exists()

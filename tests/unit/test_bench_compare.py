@@ -145,13 +145,6 @@ def test_score_results_output_is_accepted_by_compare(tmp_path):
     assert out["tests"][0]["mean_diff"] == pytest.approx(0.5)
 
 
-def _has_verify_batch() -> bool:
-    import halo_ray.verifiers
-
-    return hasattr(halo_ray.verifiers, "verify_batch")
-
-
-@pytest.mark.skipif(not _has_verify_batch(), reason="waits on halo_ray.verifiers.verify_batch (issue: sandboxed verifiers)")
 def test_run_command_scores_a_samples_file_through_the_real_verifier(bench_cli, tmp_path, capsys):
     from halo_ray.data import load_source, write_problems
 

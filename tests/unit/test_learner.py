@@ -15,7 +15,6 @@ from halo_ray.learner import Learner, merge_metrics, plan_micro_batches
 from halo_ray.objectives import tokenize_pair
 from halo_ray.sections import LearnerConfig, LoraConfig, ModelConfig, ObjectiveConfig
 
-pytest.importorskip("deepspeed", reason="the learner needs deepspeed")
 
 LEARNER = LearnerConfig(lr=1e-3, micro_batch_size=2, grad_accum=2, warmup_steps=2, seed=3)
 

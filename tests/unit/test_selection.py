@@ -69,3 +69,29 @@ def test_score_rollouts_attaches_verdicts_in_order():
     assert [r["verdict"] for r in scored] == ["SUCCESS", "WRONG_OUTPUT"]
     assert seen[0]["code"].startswith("def f(x):\n    return x + 1") and seen[0]["entry_point"] == "f"
     assert scored[1]["reward_components"] == [("tests", 0.0)]  # Arrow maps read back as pairs
+
+
+def test_a_run_directory_is_reused_only_to_resume(tmp_path):
+    import pytest
+
+    from halo_ray.errors import ConfigError
+    from halo_ray.runlog import run_path
+
+    assert run_path(str(tmp_path), "r", "raft") == tmp_path / "r"
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.jsonl").write_text("")
+    with pytest.raises(ConfigError, match="already holds a run: continue it with --resume"):
+        run_path(str(tmp_path), "r", "raft")
+    assert run_path(str(tmp_path), "r", "raft", resume=True) == tmp_path / "r"
+
+
+def test_problem_specs_name_files_sources_and_parts(tmp_path):
+    from halo_ray.data import write_problems
+    from halo_ray.data.demo import demo_problems, stage
+    from halo_ray.data.sources import problems_from_spec
+
+    path = tmp_path / "p.jsonl"
+    write_problems(path, stage(demo_problems(), "heldout")[:3])
+    assert [p.id for p in problems_from_spec(str(path))] == [p.id for p in problems_from_spec(f"jsonl:{path}")]
+    assert len(problems_from_spec("demo#raft")) == 232
+    assert len(problems_from_spec("humaneval#test")) == 49
