@@ -91,8 +91,12 @@ class LearnerGroup:
             ).remote(i, n)
             for i in range(n)
         ]
-        addr, port = ray.get(self.ranks[0].address.remote())
-        ray.get([r.setup.remote(addr, port, model, learner, objective, total_steps) for r in self.ranks])
+        try:
+            addr, port = ray.get(self.ranks[0].address.remote())
+            ray.get([r.setup.remote(addr, port, model, learner, objective, total_steps) for r in self.ranks])
+        except BaseException:  # a rank failed to start: release the others and the placement group
+            self.shutdown()
+            raise
 
     def train(self, examples: list[dict], epochs: int | None = None, steps: int | None = None) -> dict[str, float]:
         """Train every rank on its share of ``examples`` (see ``Learner.train``); returns the merged metrics."""

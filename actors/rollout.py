@@ -52,5 +52,10 @@ def start_rollout_actors(model: ModelConfig, rollout: RolloutConfig) -> list:
         ).remote(model, rollout, i)
         for i in range(rollout.num_engines)
     ]
-    ray.get([a.ready.remote() for a in actors])
+    try:
+        ray.get([a.ready.remote() for a in actors])
+    except BaseException:  # an engine failed to load: stop the others before reporting it
+        for a in actors:
+            ray.kill(a)
+        raise
     return actors

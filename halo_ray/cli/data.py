@@ -116,10 +116,13 @@ def validate(args: argparse.Namespace) -> int:
 def generate(args: argparse.Namespace) -> int:
     from halo_ray.data.generate import BackendOptions, make_backend, read_prompts, run_generation
 
+    generate_fn = None
+    if args.backend == "vllm":  # our rollout actors, through the driver (the CLI may import Ray)
+        from halo_ray.driver import generate as generate_fn
     backend = make_backend(args.backend, BackendOptions(
         model=args.model, base_url=args.base_url, max_tokens=args.max_tokens, temperature=args.temperature,
         top_p=args.top_p, timeout_s=args.timeout, retries=args.retries, backoff_s=args.backoff,
-        endpoint=args.endpoint))
+        endpoint=args.endpoint, generate_fn=generate_fn))
     prompts = read_prompts(args.prompts)
     try:
         if sys.stderr.isatty():

@@ -57,6 +57,8 @@ class BackendOptions:
         retries: retries after the first attempt of a request.
         backoff_s: first back-off delay; it doubles on each retry (capped at 60 s).
         endpoint: ``openai`` only: ``completions`` (``/v1/completions``) or ``chat`` (``/v1/chat/completions``).
+        generate_fn: ``vllm`` only: the driver's ``generate(GenerateConfig, prompts) -> Arrow table``
+            (injected by the caller, so this component never imports Ray).
     """
 
     model: str
@@ -68,6 +70,7 @@ class BackendOptions:
     retries: int = 5
     backoff_s: float = 1.0
     endpoint: str = "completions"
+    generate_fn: Callable | None = None
 
 
 BACKENDS: Registry[type] = Registry("generation backend")
@@ -251,8 +254,11 @@ class VLLMBackend:
 
     def complete_batch(self, items: list[dict], n: int) -> dict[str, list[str]]:
         """Return ``{id: [n completions]}`` for ``items`` (``{"id", "prompt"}``)."""
-        from halo_ray.driver import generate
         from halo_ray.sections import GenerateConfig, ModelConfig, RolloutConfig
+
+        if self.opts.generate_fn is None:
+            raise ConfigError("the vllm backend needs the driver's generate function (BackendOptions.generate_fn)")
+        generate = self.opts.generate_fn
 
         config = GenerateConfig(
             model=ModelConfig(path=self.opts.model),

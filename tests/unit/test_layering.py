@@ -37,6 +37,7 @@ def test_components_never_import_ray_actors_or_jobs(path):
     if not is_driver:
         assert not any(n == "ray" or n.startswith("ray.") for n in names), "only the driver and CLI import ray"
         assert not any(n.startswith(("actors", "halo_ray.actors")) for n in names), "only the driver imports actors"
+        assert not any(n.startswith("halo_ray.driver") for n in names), "components never import the driver (Ray)"
 
 
 @pytest.mark.parametrize("path", files("actors"), ids=rel)
