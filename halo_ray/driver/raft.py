@@ -196,17 +196,20 @@ def sft(config: SFTJobConfig) -> dict:
 
     if not config.data.train:
         raise ConfigError("data.train: name the SFT problems (with reference solutions), e.g. demo#sft")
-    init(config.cluster)
+    problems = [p.to_dict() for p in problems_from_spec(config.data.train)]  # bad data fails before anything starts
     model = resolve_model(config.model)
-    run = RunLog(run_path(config.logging.run_dir, config.logging.name, "sft"), config, config.logging.tensorboard)
-    problems = [p.to_dict() for p in problems_from_spec(config.data.train)]
     examples = sft_examples(problems, AutoTokenizer.from_pretrained(model.path))
     if not examples:
         raise ConfigError(f"data.train={config.data.train!r}: no problem carries a reference solution to train on")
+    path = run_path(config.logging.run_dir, config.logging.name, "sft")
+    init(config.cluster)
     lc = config.learner
     steps = lc.epochs * math.ceil(len(examples) / (lc.micro_batch_size * lc.grad_accum * lc.num_ranks))
-    learner = _learner_group(model, lc, config.objective, total_steps=steps)
+    check_capacity(learner=lc.num_ranks * lc.num_cpus_per_rank)
+    run = RunLog(path, config, config.logging.tensorboard)
+    learner = None
     try:
+        learner = _learner_group(model, lc, config.objective, total_steps=steps)
         started = time.perf_counter()
         metrics = learner.train(examples)
         run.log(1, {f"train/{k}": v for k, v in metrics.items()}, stage="sft")
@@ -218,4 +221,5 @@ def sft(config: SFTJobConfig) -> dict:
         return summary
     finally:
         run.close()
-        learner.shutdown()
+        if learner is not None:
+            learner.shutdown()

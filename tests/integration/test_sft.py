@@ -37,3 +37,5 @@ def test_sft_train_writes_a_loadable_model(ray_session, tiny_model, tmp_path):
     bad = subprocess.run(cmd[:6] + [str(tmp_path / "missing.jsonl")] + cmd[7:], env=env, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "missing.jsonl: file not found" in bad.stderr
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already holds a run" in again.stderr, "a finished run is never overwritten"
