@@ -279,17 +279,8 @@ class Learner:
         module = self.engine.module
         with self._gathered():
             if self.model_config.lora.enabled:
-                from peft import get_peft_model_state_dict
-
-                tensors = {k: v.detach().to("cpu", copy=True) for k, v in get_peft_model_state_dict(module).items()}
-                return LoraAdapter(config=self._adapter_config(), tensors=tensors)
+                return LoraAdapter.from_peft(module, self.model_config.path)
             return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-    def _adapter_config(self) -> dict:
-        cfg = self.engine.module.peft_config["default"].to_dict()
-        cfg = {k: sorted(v) if isinstance(v, set) else v for k, v in cfg.items()}
-        cfg["base_model_name_or_path"] = self.model_config.path
-        return json.loads(json.dumps(cfg, default=str))
 
     # -- checkpoints ---------------------------------------------------------------------------------
 

@@ -81,6 +81,19 @@ class LoraAdapter:
     config: dict
     tensors: dict[str, Any]
 
+    @classmethod
+    def from_peft(cls, module, base_model_path: str) -> "LoraAdapter":
+        """The adapter of a PEFT model (its ``default`` adapter), as CPU tensor copies."""
+        import json
+
+        from peft import get_peft_model_state_dict
+
+        cfg = module.peft_config["default"].to_dict()
+        cfg = {k: sorted(v) if isinstance(v, set) else v for k, v in cfg.items()}
+        cfg["base_model_name_or_path"] = base_model_path
+        tensors = {k: v.detach().to("cpu", copy=True) for k, v in get_peft_model_state_dict(module).items()}
+        return cls(config=json.loads(json.dumps(cfg, default=str)), tensors=tensors)
+
     def save(self, folder: Path) -> Path:
         import json
 
@@ -112,6 +125,10 @@ class RolloutEngine:
         self._lock = threading.Lock()
         self._finished: dict[str, Any] = {}
         self._lora_request = None
+        # Adapter folders stay until no unfinished request was admitted under them (vLLM reads a
+        # folder when it first schedules, or reloads after eviction, a request that names it).
+        self._request_version: dict[str, int] = {}  # unfinished request -> adapter version it names
+        self._adapter_users: dict[int, int] = {}  # adapter version -> unfinished requests
         self._lora_dir = Path(tempfile.mkdtemp(prefix="halo-ray-lora-")) if model.lora.enabled else None
         kwargs = engine_kwargs(model, rollout)
         started = time.perf_counter()
@@ -155,12 +172,20 @@ class RolloutEngine:
                 params = self.sampling_params(str(p["prompt_id"]), **overrides)
                 (rid,) = self.llm.enqueue([p["prompt"]], params, lora_request=self._lora_request, use_tqdm=False)
                 # enqueue returns "<external id>-<suffix>"; outputs carry the external id.
-                by_request[rid.split("-", 1)[0]] = (p, self.version)
+                rid = rid.split("-", 1)[0]
+                by_request[rid] = (p, self.version)
+                if self._lora_request is not None:
+                    version = self._lora_request.lora_int_id
+                    self._request_version[rid] = version
+                    self._adapter_users[version] = self._adapter_users.get(version, 0) + 1
         engine = self.llm.llm_engine
         while not all(rid in self._finished for rid in by_request):
             with self._lock:  # a weight update waits for this step, then the loop resumes
                 # Outputs of other threads' requests are filed for them: calls may overlap.
-                self._finished.update((o.request_id, o) for o in engine.step() if o.finished)
+                for out in engine.step():
+                    if out.finished:
+                        self._finished[out.request_id] = out
+                        self._release_adapter(self._request_version.pop(out.request_id, None))
         finished = [self._finished.pop(rid) for rid in by_request]
         elapsed = time.perf_counter() - started
         rows = []
@@ -199,7 +224,7 @@ class RolloutEngine:
                 folder = weights.save(self._lora_dir / f"v{version}")
                 old = self._lora_request
                 self._lora_request = LoRARequest(f"v{version}", version, str(folder))
-                if old is not None:
+                if old is not None and not self._adapter_users.get(old.lora_int_id):
                     shutil.rmtree(old.lora_path, ignore_errors=True)
             else:
                 self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights.items())})
@@ -207,9 +232,23 @@ class RolloutEngine:
             self.version = version
         return version
 
+    def _release_adapter(self, version: int | None) -> None:
+        """A request admitted under adapter ``version`` finished: remove the folder once nothing needs it."""
+        if version is None:
+            return
+        left = self._adapter_users[version] - 1
+        if left:
+            self._adapter_users[version] = left
+            return
+        del self._adapter_users[version]
+        current = self._lora_request.lora_int_id if self._lora_request is not None else None
+        if version != current:
+            shutil.rmtree(self._lora_dir / f"v{version}", ignore_errors=True)
+
     def stats(self) -> dict:
+        folders = sorted(p.name for p in self._lora_dir.iterdir()) if self._lora_dir is not None else []
         return dict(engine=self.index, version=self.version, tokens=self.tokens_generated,
-                    busy_s=self.busy.busy_s(), load_s=self.load_s)
+                    busy_s=self.busy.busy_s(), load_s=self.load_s, adapter_folders=folders)
 
     def close(self) -> None:
         if self._lora_dir is not None:
