@@ -281,17 +281,17 @@ class _Accelerator:
         return x
 
 
-def _trl_loss(logp, old, adv, mask, is_ratio, ref, beta, num_items, grad_accum):
+def _trl_loss(logp, old, adv, mask, is_ratio, ref, beta, num_items, grad_accum, loss_type="dapo", max_len=0):
     """TRL's own ``GRPOTrainer._compute_loss`` (unmodified), called on a stand-in trainer.
 
     The stand-in supplies the attributes that method reads and a model forward that returns our log-probs:
-    the loss arithmetic that runs is TRL's. dapo / token-level IS / one process.
+    the loss arithmetic that runs is TRL's. Token-level vLLM IS correction, one process.
     """
     from trl.trainer.grpo_trainer import GRPOTrainer
 
     fake = SimpleNamespace(
         top_entropy_quantile=1.0, off_policy_mask_threshold=None, importance_sampling_level="token", beta=beta,
-        loss_type="dapo", epsilon_low=0.2, epsilon_high=0.28, use_vllm=True, vllm_importance_sampling_correction=True,
+        loss_type=loss_type, max_completion_length=max_len, epsilon_low=0.2, epsilon_high=0.28, use_vllm=True, vllm_importance_sampling_correction=True,
         model=SimpleNamespace(training=True), current_gradient_accumulation_steps=grad_accum, accelerator=_Accelerator(),
         args=SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=grad_accum),
         _entropy_bonus_enabled=False, aux_loss_enabled=False, _metrics=defaultdict(lambda: defaultdict(list)),
@@ -305,8 +305,11 @@ def _trl_loss(logp, old, adv, mask, is_ratio, ref, beta, num_items, grad_accum):
     return loss, fake._metrics["train"]
 
 
-@pytest.mark.parametrize("beta", [0.0, 0.04])
-def test_dapo_token_loss_equals_trl(beta):
+@pytest.mark.parametrize("loss_type,aggregation,beta", [("dapo", "token", 0.0), ("dapo", "token", 0.04),
+                                                        ("dr_grpo", "constant", 0.0), ("grpo", "sequence", 0.04)])
+def test_loss_equals_trl(loss_type, aggregation, beta):
+    """TRL's dapo = our token aggregation; dr_grpo = constant (its B x max_completion_length); grpo = sequence
+    (TRL averages per micro-batch and divides by grad_accum: equal to ours for equal micro-batch sizes)."""
     gen = torch.Generator().manual_seed(3)
     b, t = 6, 5
     mask = (torch.rand(b, t, generator=gen) > 0.3).float()
@@ -317,7 +320,7 @@ def test_dapo_token_loss_equals_trl(beta):
     adv = torch.randn(b, generator=gen)
     is_w = torch.rand(b, t, generator=gen) * 2 * mask + (1 - mask)
     n = mask.sum()
-    cfg = GRPOConfig(aggregation="token", kl_coef=beta, kl_estimator="k3")
+    cfg = GRPOConfig(aggregation=aggregation, kl_coef=beta, kl_estimator="k3", constant_normalizer=t)
 
     ours_grads, trl_grads, ours_total, trl_total = [], [], 0.0, 0.0
     for rows in (slice(0, 3), slice(3, 6)):  # two micro-batches of one step, normalised by the step's tokens
@@ -328,7 +331,8 @@ def test_dapo_token_loss_equals_trl(beta):
         if beta:
             batch["ref_logp"] = ref[rows]
         ours, m = GRPOObjective(cfg)(batch)
-        theirs, tm = _trl_loss(lp_b, old[rows], adv[rows], mask[rows], is_w[rows], ref[rows], beta, n, grad_accum=2)
+        theirs, tm = _trl_loss(lp_b, old[rows], adv[rows], mask[rows], is_w[rows], ref[rows], beta, n, grad_accum=2,
+                               loss_type=loss_type, max_len=t)
         ours.backward()
         theirs.backward()
         ours_total += ours.item()
