@@ -117,3 +117,18 @@ def test_config_is_strict():
         from_dict(CorrectionConfig, {"cap": 0.5})
     with pytest.raises(ConfigError, match="mask_low"):
         from_dict(CorrectionConfig, {"mask_low": 1.5})
+
+
+def test_correction_feeds_the_objective():
+    """The weight scales a token's gradient; a masked-out sequence gets none (the GRPO objective, on-policy)."""
+    from halo_ray.objectives.grpo import GRPOConfig, GRPOObjective
+
+    for mode, expected in (("truncate", [[-2.0, -0.5, 0.0], [-2.0, -1.0, 0.0]]),
+                           ("mask", [[-1.0, -1.0, 0.0], [0.0, 0.0, 0.0]])):
+        out = correct(BEHAV, LOGP, MASK, CorrectionConfig(mode=mode))
+        logp = LOGP.clone().requires_grad_(True)
+        batch = dict(logp=logp, old_logp=logp.detach(), mask=out.mask, is_weight=out.weight,
+                     advantage=torch.tensor([1.0, 1.0]), norm_tokens=torch.tensor(1.0))
+        loss, _ = GRPOObjective(GRPOConfig())(batch)
+        loss.backward()
+        torch.testing.assert_close(logp.grad, _t(expected))
