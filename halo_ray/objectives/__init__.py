@@ -157,3 +157,5 @@ def weighted_token_nll(batch: dict, logits: "torch.Tensor", use_weights: bool) -
 def build_objective(config: "ObjectiveConfig"):
     """The objective named by ``config.name``, built from its section."""
     return OBJECTIVES.get(config.name, "objective.name")(config)
+
+from halo_ray.objectives import grpo as _grpo  # noqa: E402,F401  (registers "grpo"; at the end: grpo imports OBJECTIVES)
