@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from halo_ray.errors import ConfigError, ModelError
-from halo_ray.objectives import build_objective, collate
+from halo_ray.objectives import build_objective
 from halo_ray.sections import LearnerConfig, ModelConfig, ObjectiveConfig
 
 log = logging.getLogger(__name__)
@@ -56,47 +56,91 @@ def learner_env(learner: LearnerConfig) -> dict[str, str]:
 
 
 def plan_micro_batches(examples: Sequence[dict], num_ranks: int, micro_batch_size: int, grad_accum: int,
-                       rng: random.Random) -> tuple[list[list[list[dict]]], int]:
-    """Shuffle, pad and deal examples into each rank's micro-batches for one epoch.
+                       rng: random.Random) -> list[list[list[list[int | None]]]]:
+    """Shuffle, pack and deal examples into optimizer steps of each rank's micro-batches, for one epoch.
+
+    Examples sharing a ``unit`` key (a GRPO group, a DPO pair) stay together: units are shuffled
+    whole and packed in order into micro-batches of at most ``micro_batch_size`` sequences (a unit
+    larger than that gets a micro-batch of its own). The last step is filled with padding
+    micro-batches (``None``: one weight-0 row that trains nothing), so every rank runs the same
+    number of collective steps.
 
     Args:
         examples: the training examples (every rank passes the same list).
         num_ranks, micro_batch_size, grad_accum: the data-parallel layout.
         rng: shuffling RNG; all ranks hold the same state, so all compute the same plan.
     Returns:
-        ``(plan, padded)``: ``plan[rank]`` is that rank's list of micro-batches (the same number on
-        every rank, a multiple of ``grad_accum``); ``padded`` counts examples repeated from the start
-        of the shuffled order to fill the last optimizer step.
+        ``plan[step][rank]`` is that rank's list of ``grad_accum`` micro-batches for the step, each a
+        list of example indices (or ``None`` for a padding micro-batch). Step s holds micro-batches
+        ``s*g*N ... (s+1)*g*N - 1`` of the packed order, micro-batch k going to rank ``k mod N``, so
+        N ranks with accumulation g make the same steps as one rank with N*g.
     """
-    order = list(range(len(examples)))
+    units: dict[Any, list[int]] = {}
+    for i, ex in enumerate(examples):
+        units.setdefault(ex.get("unit", ("example", i)), []).append(i)
+    order = list(units.values())
     rng.shuffle(order)
-    per_step = micro_batch_size * grad_accum * num_ranks
-    total = max(1, math.ceil(len(order) / per_step)) * per_step
-    padded = total - len(order)
-    order = [order[i % len(order)] for i in range(total)]
-    micro = [[examples[j] for j in order[k : k + micro_batch_size]] for k in range(0, total, micro_batch_size)]
-    return [micro[r::num_ranks] for r in range(num_ranks)], padded
+    micro: list[list[int] | None] = []
+    for unit in order:
+        if micro and micro[-1] is not None and len(micro[-1]) + len(unit) <= micro_batch_size:
+            micro[-1].extend(unit)
+        else:
+            micro.append(list(unit))
+    per_step = grad_accum * num_ranks
+    steps = max(1, math.ceil(len(micro) / per_step))
+    micro += [None] * (steps * per_step - len(micro))
+    return [[[micro[s * per_step + j] for j in range(r, per_step, num_ranks)] for r in range(num_ranks)]
+            for s in range(steps)]
 
 
-def merge_metrics(per_rank: list[dict[str, float]]) -> dict[str, float]:
-    """Combine the ``Learner.train`` metrics of all ranks: mean loss, summed counts, throughput over the slowest rank."""
-    first = per_rank[0]
+def step_norms(examples: Sequence[dict], step: list[list[list[int] | None]], max_len: int) -> dict[str, float]:
+    """The contract's step-wide normalisers for one step of the plan (the same on every rank)."""
+    tokens, sequences, pairs = 0.0, 0.0, set()
+    for rank in step:
+        for micro in rank:
+            for i in micro or []:
+                ex = examples[i]
+                if float(ex.get("weight", 1.0)) == 0:
+                    continue
+                room = max(0, max_len - len(ex["prompt_token_ids"]))
+                tokens += min(len(ex["token_ids"]), room)
+                sequences += 1
+                if ex.get("pair_id", -1) is not None and ex.get("pair_id", -1) >= 0:
+                    pairs.add(ex["pair_id"])
+    return {"norm_tokens": tokens, "norm_sequences": sequences, "norm_pairs": float(len(pairs))}
+
+
+SUMMED = ("loss", "samples", "tokens")  # per-rank shares that add up; every other metric is averaged
+
+
+def merge_metrics(per_rank: list[dict]) -> dict:
+    """Combine the ``Learner.train`` results of all ranks.
+
+    The loss is the sum of the ranks' shares (each rank's share of each step's loss), samples and
+    tokens add up, throughput is over the slowest rank, and every other metric an objective returned
+    is averaged. ``steps_log`` (one record per optimizer step) is merged the same way, step by step.
+    """
+    out = {key: (sum(m[key] for m in per_rank) if key in SUMMED else _mean([m[key] for m in per_rank]))
+           for key in per_rank[0] if key != "steps_log"}
+    for key in ("steps", "global_step", "lr", "grad_norm", "padded_samples"):
+        if key in per_rank[0]:
+            out[key] = per_rank[0][key]
     seconds = max(m["seconds"] for m in per_rank)
-    samples = sum(m["samples"] for m in per_rank)
-    tokens = sum(m["tokens"] for m in per_rank)
-    return {
-        "loss": sum(m["loss"] for m in per_rank) / len(per_rank),
-        "lr": first["lr"],
-        "steps": first["steps"],
-        "global_step": first["global_step"],
-        "grad_norm": first["grad_norm"],
-        "samples": samples,
-        "tokens": tokens,
-        "padded_samples": first["padded_samples"],
-        "seconds": seconds,
-        "samples_per_s": samples / seconds if seconds > 0 else 0.0,
-        "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
-    }
+    out["seconds"] = seconds
+    out["samples_per_s"] = out["samples"] / seconds if seconds > 0 else 0.0
+    out["tokens_per_s"] = out["tokens"] / seconds if seconds > 0 else 0.0
+    logs = [m.get("steps_log", []) for m in per_rank]
+    out["steps_log"] = [
+        {key: (sum(r[key] for r in recs) if key in SUMMED else (recs[0][key] if key in ("lr", "grad_norm", "global_step")
+                                                                  else _mean([r[key] for r in recs])))
+         for key in recs[0]}
+        for recs in zip(*logs)]
+    return out
+
+
+def _mean(values: list) -> float:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(values) / len(values) if values else float("nan")
 
 
 def ds_config(learner: LearnerConfig) -> dict[str, Any]:
@@ -189,70 +233,208 @@ class Learner:
                                                     config=ds_config(learner))
         self.shuffle_rng = random.Random(learner.seed)
         self.global_step = 0
+        self._reference = None  # frozen initial weights, loaded when a full fine-tune's objective asks
 
     # -- training ----------------------------------------------------------------------------------
 
-    def train(self, examples: Sequence[dict], epochs: int | None = None, steps: int | None = None) -> dict[str, float]:
-        """Train on ``examples`` (``prompt_token_ids``, ``token_ids``, optional ``weight``).
+    def _forward(self, module, batch: dict, temperature: float, grad: bool, entropy: bool = False):
+        """Token log-probs (B, T-1) of the batch's labels under ``module`` at ``temperature``; optionally entropy."""
+        import torch
 
-        Every rank must call this with the same arguments (see the module doc). Each epoch reshuffles.
+        from halo_ray.objectives import token_logprobs
+
+        with torch.set_grad_enabled(grad):
+            logits = module(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logp = token_logprobs(logits, batch["labels"], temperature) * batch["mask"]
+        ent = None
+        if entropy:
+            from trl.trainer.utils import entropy_from_logits
+
+            with torch.no_grad():
+                shifted = logits[:, :-1].detach().float()
+                ent = entropy_from_logits(shifted / temperature if temperature not in (0.0, 1.0) else shifted)
+        return logp, ent
+
+    def _batch(self, examples: Sequence[dict], micro: list[int] | None) -> tuple[dict, list[int]]:
+        """Collated tensors of a micro-batch on the device (a padding micro-batch is one weight-0 row)."""
+        from halo_ray.objectives import collate
+
+        rows = [examples[i] for i in micro] if micro is not None else [dict(examples[0], weight=0.0)]
+        batch = collate(rows, self.pad_id, self.model_config.max_model_len)
+        return {k: v.to(self.engine.device) for k, v in batch.items()}, (micro or [])
+
+    def logprobs(self, examples: Sequence[dict], temperature: float = 1.0, reference: bool = False) -> list[list[float]]:
+        """Forward only: each example's completion-token log-probs (truncated to ``max_model_len``).
 
         Args:
-            examples: training examples; an empty list trains nothing.
-            epochs: passes over the examples; default ``learner.epochs``.
-            steps: if given, take exactly this many optimizer steps instead, reshuffling after each pass.
-        Returns:
-            This rank's metrics (the caller namespaces them under ``train/``): ``loss`` (mean over
-            micro-batches), ``lr``, ``steps`` (optimizer steps taken), ``global_step``, ``grad_norm``,
-            ``samples``, ``tokens`` (completion tokens), ``padded_samples``, ``seconds``,
-            ``samples_per_s``, ``tokens_per_s``. ``merge_metrics`` combines the ranks'.
+            examples: dicts with ``prompt_token_ids`` and ``token_ids``.
+            temperature: divide logits by this first (the engine's sampling temperature).
+            reference: under the reference policy (LoRA: the base with the adapter disabled; full
+                fine-tuning: the frozen copy of the initial weights).
         """
+        out = []
+        for k in range(0, len(examples), self.config.micro_batch_size):
+            part = [dict(ex, weight=1.0) for ex in examples[k:k + self.config.micro_batch_size]]
+            out.extend(self._sequence_logprobs(part, temperature, reference))
+        return out
+
+    def _sequence_logprobs(self, part: Sequence[dict], temperature: float, reference: bool) -> list[list[float]]:
+        import contextlib
+
+        from halo_ray.objectives import collate
+
+        batch = {k: v.to(self.engine.device) for k, v in collate(part, self.pad_id, self.model_config.max_model_len).items()}
+        module = self.engine.module
+        if reference and self.model_config.lora.enabled:
+            ctx = module.disable_adapter()
+        elif reference:
+            module, ctx = self._reference_model(), contextlib.nullcontext()
+        else:
+            ctx = contextlib.nullcontext()
+        was_training = module.training
+        module.eval()
+        try:
+            with ctx:
+                logp, _ = self._forward(module, batch, temperature, grad=False)
+        finally:
+            module.train(was_training)
+        out = []
+        for row, ex in enumerate(part):
+            start = len(ex["prompt_token_ids"]) - 1
+            keep = int(batch["mask"][row].sum())
+            out.append(logp[row, start:start + keep].tolist())
+        return out
+
+    def _reference_model(self):
+        """The frozen initial weights for full fine-tuning (loaded once, on first use)."""
+        if self._reference is None:
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            self._reference = AutoModelForCausalLM.from_pretrained(self.model_config.path, dtype=torch.float32)
+            self._reference.to(self.engine.device).eval().requires_grad_(False)
+        return self._reference
+
+    def _with_logprobs(self, examples: Sequence[dict], temperature: float) -> list[dict]:
+        """Examples with ``old_logp`` / ``ref_logp`` lists when the objective or the correction needs them,
+        taken once before the first update of this call."""
+        obj = self.objective
+        needs_old = getattr(obj, "needs_old_logp", False) or (
+            getattr(obj, "off_policy", False) and self.objective_config.correction.mode == "decoupled")
+        needs_ref = getattr(obj, "needs_reference", False)
+        if not (needs_old or needs_ref):
+            return list(examples)
+        out = [dict(ex) for ex in examples]
+        if needs_old:
+            for ex, lp in zip(out, self.logprobs(examples, temperature)):
+                ex["old_logp"] = lp
+        if needs_ref:
+            for ex, lp in zip(out, self.logprobs(examples, temperature, reference=True)):
+                ex["ref_logp"] = lp
+        return out
+
+    def _per_token(self, batch: dict, rows: list[dict], key: str):
+        """A (B, L) tensor of the rows' per-completion-token list ``key``, aligned like ``behaviour_logp``."""
+        import torch
+
+        out = torch.zeros_like(batch["mask"])
+        for r, ex in enumerate(rows):
+            values = ex.get(key)
+            if values:
+                start = len(ex["prompt_token_ids"]) - 1
+                out[r, start:start + len(values)] = torch.tensor(values, dtype=out.dtype, device=out.device)
+        return out * batch["mask"]
+
+    def train(self, examples: Sequence[dict], epochs: int | None = None, steps: int | None = None,
+              temperature: float = 1.0) -> dict:
+        """Train on ``examples``; every rank must call this with the same arguments (see the module doc).
+
+        Args:
+            examples: dicts with ``prompt_token_ids``, ``token_ids`` and optional ``weight``,
+                ``advantage``, ``logprobs`` (the engine's, per completion token), ``group``, ``pair_id``,
+                ``pair_role`` and ``unit`` (examples sharing a unit stay in one micro-batch). An empty
+                list trains nothing.
+            epochs: passes over the examples; default ``learner.epochs``. Each epoch reshuffles.
+            steps: if given, take exactly this many optimizer steps instead, reshuffling after each pass.
+            temperature: the sampling temperature of the examples (logits are divided by it, as vLLM's
+                processed log-probs are).
+        Returns:
+            This rank's metrics (the caller namespaces them under ``train/``): ``loss`` (this rank's
+            shares of the steps' losses, averaged over steps; ``merge_metrics`` sums the ranks), ``lr``,
+            ``steps``, ``global_step``, ``grad_norm``, ``samples``, ``tokens``, ``padded_samples``,
+            ``seconds``, ``samples_per_s``, ``tokens_per_s``, every metric the objective and the
+            correction return (averaged over micro-batches), and ``steps_log``: one such record per
+            optimizer step.
+        """
+        import torch
+
+        from halo_ray.objectives import correction as corr
+
         cfg, engine = self.config, self.engine
         epochs = cfg.epochs if epochs is None else epochs
         started = time.perf_counter()
-        import torch
-
-        losses, samples, tokens, padded, taken, last_norm = [], 0, 0.0, 0, 0, None
+        examples = self._with_logprobs(examples, temperature) if examples else []
+        off_policy = getattr(self.objective, "off_policy", False)
+        steps_log, samples, tokens, padded, taken, epoch = [], 0, 0.0, 0, 0, 0
+        scale = cfg.grad_accum * self.world_size  # undo DeepSpeed's averaging over micro-batches and ranks
         engine.train()
-        epoch = 0
         while examples and (taken < steps if steps is not None else epoch < epochs):
             epoch += 1
-            plan, pad = plan_micro_batches(examples, self.world_size, cfg.micro_batch_size, cfg.grad_accum,
-                                           self.shuffle_rng)
-            padded += pad
-            for micro in plan[self.rank]:
+            for step in plan_micro_batches(examples, self.world_size, cfg.micro_batch_size, cfg.grad_accum,
+                                           self.shuffle_rng):
                 if steps is not None and taken >= steps:
                     break
-                batch = {k: v.to(engine.device) for k, v in
-                         collate(micro, self.pad_id, self.model_config.max_model_len).items()}
-                logits = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                loss, stats = self.objective(batch, logits)
-                engine.backward(loss)
-                if engine.is_gradient_accumulation_boundary():
-                    taken += 1
-                    if cfg.zero_stage == 0:  # DeepSpeed computes the norm only for its ZeRO optimizers
+                norms = step_norms(examples, step, self.model_config.max_model_len)
+                step_loss, step_metrics, last_norm = 0.0, {}, None
+                for micro in step[self.rank]:
+                    batch, idx = self._batch(examples, micro)
+                    rows = [examples[i] for i in idx] or [examples[0]]
+                    padded += micro is None
+                    logp, ent = self._forward(engine, batch, temperature, grad=True, entropy=True)
+                    batch.update(logp=logp, entropy=ent,
+                                 **{k: torch.tensor(v, device=logp.device) for k, v in norms.items()})
+                    if "old_logp" in rows[0]:
+                        batch["old_logp"] = self._per_token(batch, rows, "old_logp")
+                    if "ref_logp" in rows[0]:
+                        batch["ref_logp"] = self._per_token(batch, rows, "ref_logp")
+                    metrics = {}
+                    if off_policy:
+                        c = corr.correct(batch["behaviour_logp"], logp, batch["mask"], self.objective_config.correction,
+                                         proximal_logp=batch.get("old_logp"))
+                        batch.update(is_weight=c.weight, mask=c.mask)
+                        metrics.update(c.metrics)
+                    loss, obj_metrics = self.objective(batch)
+                    metrics.update(obj_metrics)
+                    engine.backward(loss * scale)
+                    if engine.is_gradient_accumulation_boundary() and cfg.zero_stage == 0:
+                        # DeepSpeed computes the norm only for its ZeRO optimizers
                         grads = [p.grad for p in engine.module.parameters() if p.grad is not None]
                         last_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else None
-                engine.step()
-                losses.append(float(loss.detach()))
-                samples += len(micro)
-                tokens += stats["tokens"]
-        self.global_step += taken
+                    engine.step()
+                    step_loss += float(loss.detach())
+                    for key, value in metrics.items():
+                        step_metrics.setdefault(key, []).append(value)
+                    real = len(idx)
+                    samples += real
+                    tokens += float(batch["mask"].sum()) if real else 0.0
+                taken += 1
+                self.global_step += 1
+                norm = engine.get_global_grad_norm() if cfg.zero_stage else last_norm
+                record = {key: _mean(values) for key, values in step_metrics.items()}
+                record.update(loss=step_loss, lr=float(engine.get_lr()[0]), global_step=self.global_step,
+                              grad_norm=float(norm) if norm is not None else float("nan"),
+                              tokens=sum(step_metrics.get("tokens", [0.0])))
+                steps_log.append(record)
         seconds = time.perf_counter() - started
-        grad_norm = (engine.get_global_grad_norm() if cfg.zero_stage else last_norm) if taken else None
-        return {
-            "loss": sum(losses) / len(losses) if losses else float("nan"),
-            "lr": float(engine.get_lr()[0]),
-            "steps": taken,
-            "global_step": self.global_step,
-            "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-            "samples": samples,
-            "tokens": tokens,
-            "padded_samples": padded,
-            "seconds": seconds,
-            "samples_per_s": samples / seconds if seconds > 0 else 0.0,
-            "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
-        }
+        out = {key: _mean([r[key] for r in steps_log]) for key in (steps_log[0] if steps_log else {})}
+        out.update(
+            loss=_mean([r["loss"] for r in steps_log]) if steps_log else float("nan"),
+            lr=float(engine.get_lr()[0]), steps=taken, global_step=self.global_step,
+            grad_norm=steps_log[-1]["grad_norm"] if steps_log else float("nan"),
+            samples=samples, tokens=tokens, padded_samples=padded, seconds=seconds,
+            samples_per_s=samples / seconds if seconds > 0 else 0.0,
+            tokens_per_s=tokens / seconds if seconds > 0 else 0.0, steps_log=steps_log)
+        return out
 
     # -- weights -------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from halo_ray.config import opt
-from halo_ray.objectives import OBJECTIVES
+from halo_ray.objectives.config import ObjectiveConfig
 from halo_ray.verifiers import VERIFIERS
 
 
@@ -120,11 +120,6 @@ class LearnerConfig:
         if self.offload_optimizer and self.zero_stage == 0:
             errs.append("offload_optimizer needs zero_stage 2 or 3, got zero_stage=0")
         return errs
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    name: str = opt("raft", "training objective from the objectives registry", choices=OBJECTIVES)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,15 @@
 """Training objectives: pure functions of a collated batch and the model's logits.
 
-Every objective is registered in ``OBJECTIVES`` under its short name and built from the
-``objective`` config section; the learner calls ``objective(batch, logits) -> (loss, metrics)``.
-Batches come from ``collate``: ``input_ids``, ``attention_mask``, ``labels`` (-100 where no loss
-is taken: prompt and padding) and a per-sample ``weight``. Later issues add GRPO, DPO and SRL here.
+Every objective is registered in ``OBJECTIVES`` under its short name and built from its own section
+of the ``objective`` config (``objective.grpo``, ...). The learner contract: the learner calls
+``objective(batch) -> (loss, metrics)`` where ``batch`` holds, per micro-batch, the token log-probs
+under the current weights (``logp``, with grad, temperature-scaled), the loss ``mask``, the engine's
+``behaviour_logp``, the correction's ``is_weight``, ``old_logp`` / ``ref_logp`` when the objective
+declares ``needs_old_logp`` / ``needs_reference``, per-sample ``advantage``, ``weight``, ``group``,
+``pair_id``, ``pair_role``, and the step-wide normalisers ``norm_tokens``, ``norm_sequences``,
+``norm_pairs``. ``loss`` is the micro-batch's share of the optimizer step's loss (its sum over the
+step's normaliser), so any number of micro-batches and ranks make the same update. ``collate``
+builds the tensors; ``halo_ray.learner`` adds the rest.
 
 torch and TRL are imported inside functions so that loading a config does not import them.
 """
@@ -48,17 +54,20 @@ def tokenize_pair(tokenizer, prompt: str, completion: str) -> dict[str, list[int
 
 
 def collate(examples: Sequence[dict[str, Any]], pad_id: int, max_len: int) -> dict[str, "torch.Tensor"]:
-    """Right-padded training batch of prompt + completion sequences.
+    """Right-padded training batch of prompt + completion sequences (the learner contract's inputs).
 
     Args:
-        examples: dicts with ``prompt_token_ids`` and ``token_ids`` (the completion), and an optional
-            ``weight`` (default 1.0).
+        examples: dicts with ``prompt_token_ids`` and ``token_ids`` (the completion) and optional
+            per-sample fields: ``weight`` (1.0), ``advantage`` (0.0), ``group`` / ``pair_id`` /
+            ``pair_role`` (-1), and ``logprobs``, the engine's log-prob of each completion token.
         pad_id: token id of padding (masked out of attention and loss).
         max_len: longest sequence; longer ones lose their completion's tail.
     Returns:
         ``input_ids`` and ``attention_mask`` (B, T) long tensors, ``labels`` (B, T) with the input
-        ids on completion positions and -100 on prompt and padding (unshifted, as in HF), and
-        ``weight`` (B,) float.
+        ids on completion positions and -100 on prompt and padding (unshifted, as in HF); per token
+        over next-token positions (B, T-1): ``mask`` (1.0 where ``labels[:, t+1]`` takes loss and the
+        sample's weight is not 0) and ``behaviour_logp`` (0 where unknown); per sample (B,):
+        ``weight``, ``advantage`` (float), ``group``, ``pair_id``, ``pair_role`` (long).
     """
     import torch
 
@@ -79,83 +88,110 @@ def collate(examples: Sequence[dict[str, Any]], pad_id: int, max_len: int) -> di
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
     labels = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
-    for row, (seq, start) in enumerate(zip(seqs, starts)):
+    behaviour = torch.zeros((len(seqs), max(width - 1, 0)), dtype=torch.float32)
+    for row, (seq, start, ex) in enumerate(zip(seqs, starts, examples)):
         ids = torch.tensor(seq, dtype=torch.long)
         input_ids[row, : len(seq)] = ids
         attention_mask[row, : len(seq)] = 1
         labels[row, start : len(seq)] = ids[start:]
+        lps = ex.get("logprobs")
+        if lps is not None and len(lps):
+            kept = len(seq) - start  # completion tokens left after truncation
+            behaviour[row, start - 1 : start - 1 + kept] = torch.tensor(list(lps)[:kept], dtype=torch.float32)
     weight = torch.tensor([float(ex.get("weight", 1.0)) for ex in examples], dtype=torch.float32)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "weight": weight}
+    mask = (labels[:, 1:] != IGNORE_INDEX).float() * (weight[:, None] != 0).float()
+
+    def column(key: str, default, dtype):
+        return torch.tensor([ex.get(key, default) if ex.get(key) is not None else default for ex in examples], dtype=dtype)
+
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "mask": mask,
+            "behaviour_logp": behaviour * mask, "weight": weight,
+            "advantage": column("advantage", 0.0, torch.float32), "group": column("group", -1, torch.long),
+            "pair_id": column("pair_id", -1, torch.long), "pair_role": column("pair_role", -1, torch.long)}
 
 
-def token_logprobs(logits: "torch.Tensor", labels: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Log-probability of each next token, and the mask of positions that take loss.
+def token_logprobs(logits: "torch.Tensor", labels: "torch.Tensor", temperature: float = 1.0) -> "torch.Tensor":
+    """Log-probability of each next token under ``softmax(logits / temperature)``, (B, T-1).
 
-    Position t of the logits predicts token t+1, so both are shifted by one.
-
-    Args:
-        logits: (B, T, V) model outputs.
-        labels: (B, T) from ``collate`` (-100 where no loss is taken).
-    Returns:
-        ``logp`` (B, T-1), ``log p(labels[:, t+1] | prefix)``, zero where masked, and ``mask`` (B, T-1) float.
+    Position t of the logits predicts token t+1, so both are shifted by one. vLLM reports processed
+    log-probs (after temperature), so the learner divides by the sampling temperature before
+    comparing with them. Masked positions (label -100) hold the log-prob of token 0: multiply by
+    the mask.
     """
     from trl.trainer.utils import selective_log_softmax
 
-    targets = labels[:, 1:]
-    mask = targets != IGNORE_INDEX
-    logp = selective_log_softmax(logits[:, :-1].float(), targets.clamp(min=0))
-    return logp * mask, mask.float()
+    shifted = logits[:, :-1].float()
+    if temperature not in (0.0, 1.0):
+        shifted = shifted / temperature
+    return selective_log_softmax(shifted, labels[:, 1:].clamp(min=0))
+
+
+def with_step_norms(batch: dict, norm_tokens: float | None = None, norm_sequences: float | None = None,
+                    norm_pairs: float | None = None) -> dict:
+    """``batch`` plus the step-wide normalisers of the contract; each defaults to this micro-batch's own
+    count (a step of one micro-batch on one rank)."""
+    import torch
+
+    mask = batch["mask"]
+    own_pairs = float(len({int(p) for p in batch["pair_id"].tolist() if p >= 0}))
+    return {**batch,
+            "norm_tokens": torch.tensor(float(mask.sum()) if norm_tokens is None else norm_tokens),
+            "norm_sequences": torch.tensor(float((batch["weight"] > 0).sum()) if norm_sequences is None else norm_sequences),
+            "norm_pairs": torch.tensor(own_pairs if norm_pairs is None else norm_pairs)}
 
 
 @OBJECTIVES.register("sft")
 class SFTObjective:
-    """Cross-entropy on completion tokens only, averaged over the batch's completion tokens.
+    """Cross-entropy on completion tokens, averaged over the optimizer step's completion tokens.
 
-    ``L = -(1 / sum_i |c_i|) * sum_i sum_{t in c_i} log p(y_t | y_<t)``, where ``c_i`` are the completion
-    positions of sample i (prompt and padding masked). Supervised fine-tuning of seed 001's step 2.
+    ``L = -(1 / N_step) * sum_i sum_{t in c_i} log p(y_t | y_<t)``, where ``c_i`` are the completion
+    positions of sample i (prompt and padding masked) and ``N_step`` the completion tokens of the
+    whole step (all micro-batches and ranks). Supervised fine-tuning of seed 001's step 2.
     """
 
-    def __init__(self, config: "ObjectiveConfig | None" = None):
+    needs_reference = False
+    needs_old_logp = False
+    off_policy = False
+
+    def __init__(self, config=None):
         self.config = config
 
-    def __call__(self, batch: dict, logits: "torch.Tensor") -> tuple["torch.Tensor", dict[str, float]]:
-        """Returns the loss (a scalar tensor with grad) and metrics (``tokens``: completion tokens)."""
-        return weighted_token_nll(batch, logits, use_weights=False)
+    def __call__(self, batch: dict) -> tuple["torch.Tensor", dict[str, float]]:
+        """Returns this micro-batch's share of the step loss (with grad) and metrics."""
+        return weighted_token_nll(batch, use_weights=False)
 
 
 @OBJECTIVES.register("raft")
-class RAFTObjective:
+class RAFTObjective(SFTObjective):
     """RAFT: cross-entropy on the kept (verified) samples, optionally weighted per sample.
 
-    ``L = -(sum_i w_i sum_{t in c_i} log p(y_t | y_<t)) / (sum_i w_i |c_i|)`` over the samples the
-    reward filter kept (seed 000: Dong et al., "RAFT: Reward rAnked FineTuning", TMLR 2023; seed 001:
-    reward_threshold 0.5, keep_top_percent 0.5). With all ``w_i = 1`` this is exactly ``sft``:
-    the filter chooses the data, the loss is supervised. Weights let a caller up-weight better samples.
+    ``L = -(1 / N_step) * sum_i w_i sum_{t in c_i} log p(y_t | y_<t)`` over the samples the reward
+    filter kept (seed 000: Dong et al., "RAFT: Reward rAnked FineTuning", TMLR 2023; seed 001:
+    reward_threshold 0.5, keep_top_percent 0.5). With all ``w_i = 1`` this is exactly ``sft``: the
+    filter chooses the data, the loss is supervised. Weights let a caller up-weight better samples.
     """
 
-    def __init__(self, config: "ObjectiveConfig | None" = None):
-        self.config = config
-
-    def __call__(self, batch: dict, logits: "torch.Tensor") -> tuple["torch.Tensor", dict[str, float]]:
-        """Returns the loss (a scalar tensor with grad) and metrics (``tokens``: completion tokens)."""
-        return weighted_token_nll(batch, logits, use_weights=True)
+    def __call__(self, batch: dict) -> tuple["torch.Tensor", dict[str, float]]:
+        return weighted_token_nll(batch, use_weights=True)
 
 
-def weighted_token_nll(batch: dict, logits: "torch.Tensor", use_weights: bool) -> tuple["torch.Tensor", dict[str, float]]:
-    """Mean negative log-likelihood of the completion tokens, each sample's tokens weighted by ``weight``.
+def weighted_token_nll(batch: dict, use_weights: bool) -> tuple["torch.Tensor", dict[str, float]]:
+    """This micro-batch's share of the step's mean negative log-likelihood of completion tokens.
 
     A batch without completion tokens gives a zero loss that still has a gradient (ranks must all
     run backward for their collectives).
     """
-    logp, mask = token_logprobs(logits, batch["labels"])
-    if use_weights and "weight" in batch:
+    logp, mask = batch["logp"], batch["mask"]
+    tokens = mask
+    if use_weights:
         mask = mask * batch["weight"].to(mask.dtype)[:, None]
-    loss = -(logp * mask).sum() / mask.sum().clamp(min=1e-8)
-    return loss, {"tokens": float((batch["labels"][:, 1:] != IGNORE_INDEX).sum())}
+    loss = -(logp * mask).sum() / batch["norm_tokens"].clamp(min=1e-8)
+    return loss, {"tokens": float(tokens.sum())}
 
 
 def build_objective(config: "ObjectiveConfig"):
-    """The objective named by ``config.name``, built from its section."""
-    return OBJECTIVES.get(config.name, "objective.name")(config)
+    """The objective named by ``config.name``, built from its own section (``config.<name>``) if it has one."""
+    cls = OBJECTIVES.get(config.name, "objective.name")
+    return cls(getattr(config, config.name, None))
 
 from halo_ray.objectives import grpo as _grpo  # noqa: E402,F401  (registers "grpo"; at the end: grpo imports OBJECTIVES)

@@ -207,6 +207,7 @@ class GRPOObjective:
 
     needs_reference: bool = False
     needs_old_logp: bool = True
+    off_policy = True  # the learner applies the stream's off-policy correction (objective.correction)
     config_class = GRPOConfig
 
     def __init__(self, config: GRPOConfig | None = None):

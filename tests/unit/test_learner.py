@@ -11,7 +11,7 @@ import torch
 
 from halo_ray.config import from_dict
 from halo_ray.errors import ConfigError
-from halo_ray.learner import Learner, merge_metrics, plan_micro_batches
+from halo_ray.learner import Learner, merge_metrics, plan_micro_batches, step_norms
 from halo_ray.objectives import tokenize_pair
 from halo_ray.sections import LearnerConfig, LoraConfig, ModelConfig, ObjectiveConfig
 
@@ -42,13 +42,41 @@ def test_learner_config_validation():
 
 def test_plan_micro_batches_equal_partition_for_ranks_and_accumulation():
     data = [{"i": i} for i in range(10)]
-    one, pad1 = plan_micro_batches(data, 1, 2, 4, random.Random(0))
-    two, pad2 = plan_micro_batches(data, 2, 2, 2, random.Random(0))
-    assert pad1 == pad2 == 6  # 10 examples fill 2 steps of 8
-    assert len(two[0]) == len(two[1]) == 4 and len(one[0]) == 8
-    # Same micro-batches, dealt round robin: rank r gets micro-batches r, r+2, ...
-    assert one[0][0::2] == two[0] and one[0][1::2] == two[1]
-    assert {e["i"] for mb in one[0] for e in mb} == set(range(10))
+    one = plan_micro_batches(data, 1, 2, 4, random.Random(0))
+    two = plan_micro_batches(data, 2, 2, 2, random.Random(0))
+    assert len(one) == len(two) == 2  # 10 examples fill 2 steps of 8: 3 padding micro-batches
+    for s1, s2 in zip(one, two):
+        assert len(s1[0]) == 4 and len(s2[0]) == len(s2[1]) == 2
+        # Same micro-batches, dealt round robin: rank r gets micro-batches r, r+2, ...
+        assert s1[0][0::2] == s2[0] and s1[0][1::2] == s2[1]
+    micro = [m for step in one for m in step[0]]
+    assert micro.count(None) == 3, "padding micro-batches train nothing; no example is repeated"
+    assert sorted(i for m in micro if m for i in m) == list(range(10))
+
+
+def test_plan_keeps_units_whole_through_shuffling_and_ranks():
+    """A GRPO group (4 samples) or a DPO pair (2) is never split across micro-batches or ranks."""
+    data = [{"unit": ("g", i // 4)} for i in range(12)] + [{"unit": ("p", i // 2)} for i in range(6)]
+    for ranks, accum in ((1, 2), (2, 1)):
+        plan = plan_micro_batches(data, ranks, 4, accum, random.Random(3))
+        seen = []
+        for step in plan:
+            for rank in step:
+                for micro in rank:
+                    for unit in {data[i]["unit"] for i in micro or []}:
+                        members = [i for i in range(len(data)) if data[i]["unit"] == unit]
+                        assert set(members) <= set(micro), f"unit {unit} split"
+                    seen += micro or []
+        assert sorted(seen) == list(range(len(data)))
+
+
+def test_step_norms_count_the_whole_step():
+    data = [{"prompt_token_ids": [1], "token_ids": [2, 3, 4]}, {"prompt_token_ids": [1, 1], "token_ids": [5]},
+            {"prompt_token_ids": [1], "token_ids": [6, 7], "weight": 0.0, "pair_id": 4},
+            {"prompt_token_ids": [1], "token_ids": [6], "pair_id": 4}]
+    norms = step_norms(data, [[[0, 1]], [[2, 3], None]], max_len=3)
+    # Truncated to max_len 3: 2 + 1 tokens, the weight-0 row does not count, the last row 1.
+    assert norms == {"norm_tokens": 4.0, "norm_sequences": 3.0, "norm_pairs": 1.0}
 
 
 def test_train_lowers_loss_and_weights_have_hf_names(tiny_dir):
