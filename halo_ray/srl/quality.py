@@ -1,0 +1,2 @@
+def trace_quality(*a): pass
+def filter_steps(*a): pass
