@@ -34,8 +34,8 @@ def add_trace_tokens(tokenizer, model=None) -> int:
         if found is not None and found != SCHEMA_VERSION:
             raise ModelError(f"{where} was prepared for SRL schema {found!r}, this halo-ray writes "
                              f"{SCHEMA_VERSION!r}; start again from the base model")
-    added = tokenizer.add_special_tokens({"additional_special_tokens": list(TAG_TOKENS)},
-                                         replace_additional_special_tokens=False)
+    # add_tokens(special_tokens=True) reads the same in transformers 4 and 5 (add_special_tokens' keys differ).
+    added = tokenizer.add_tokens(list(TAG_TOKENS), special_tokens=True)
     tokenizer.init_kwargs[SCHEMA_KEY] = SCHEMA_VERSION  # saved into tokenizer_config.json
     if model is not None:
         if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
