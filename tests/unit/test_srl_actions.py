@@ -158,3 +158,19 @@ def test_filter_steps_drops_unparsed_failed_and_low_quality():
     assert dropped == {"execution": 1, "parse:missing_tag": 1, "quality": 1}
     kept, _ = filter_steps(steps, min_quality=0.0)
     assert [s["task"] for s in kept] == ["a", "d", "e"]
+
+
+def test_every_task_file_is_package_data():
+    import tomllib
+    from pathlib import Path
+
+    import halo_ray.srl.tasks as tasks_pkg
+
+    root = Path(tasks_pkg.__file__).parent
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["halo_ray.srl.tasks"]
+    assert "halo_ray.srl.tasks" in pyproject["tool"]["setuptools"]["packages"]
+    files = [p.relative_to(root).as_posix() for p in root.rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts and p != root / "__init__.py"]
+    missing = [f for f in files if not in_scope(f, patterns)]
+    assert files and not missing
