@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, fields
 from typing import Iterable
@@ -76,8 +77,6 @@ def string_similarity(a: str, b: str) -> float:
 
 
 def _canon(value) -> str:
-    import json
-
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
@@ -159,7 +158,11 @@ def score(student_text: str, teacher_trace: Trace | str, config: SRLRewardConfig
         ``{"total", "action", "state", "think", "brevity_penalty", "malformed", "reason"}``; malformed
         output has ``total = malformed_reward``, the other components 0.0 and the parser's reason.
     """
-    cfg = config or SRLRewardConfig()
+    parts, _ = _breakdown(student_text, teacher_trace, config or SRLRewardConfig(), embedder)
+    return parts
+
+
+def _breakdown(student_text: str, teacher_trace: Trace | str, cfg: SRLRewardConfig, embedder) -> tuple[dict, Trace | None]:
     if isinstance(teacher_trace, str):
         try:
             teacher_trace = parse_trace(teacher_trace)
@@ -169,8 +172,8 @@ def score(student_text: str, teacher_trace: Trace | str, config: SRLRewardConfig
         student = parse_trace(student_text)
     except TraceError as exc:
         return {"total": cfg.malformed_reward, "action": 0.0, "state": 0.0, "think": 0.0, "brevity_penalty": 0.0,
-                "malformed": True, "reason": exc.reason}
-    return {**score_traces(student, teacher_trace, cfg, embedder), "reason": ""}
+                "malformed": True, "reason": exc.reason}, None
+    return {**score_traces(student, teacher_trace, cfg, embedder), "reason": ""}, student
 
 
 def score_records(records: list[dict], config: SRLRewardConfig | None = None, *, embedder=None) -> list[dict]:
@@ -202,14 +205,36 @@ def score_records(records: list[dict], config: SRLRewardConfig | None = None, *,
             teacher_trace = parse_trace(teacher)
         except TraceError as exc:
             raise DataError(f"record {rid!r}: teacher_trace does not parse ({exc})") from None
-        parts = score(student, teacher_trace, cfg, embedder=embedder)
-        if parts["malformed"]:
+        parts, parsed = _breakdown(student, teacher_trace, cfg, embedder)
+        if parsed is None:
             verdict, f1 = "SYNTAX_ERROR", 0.0
         else:
-            f1 = action_f1(parse_trace(student).action, teacher_trace.action)
+            f1 = action_f1(parsed.action, teacher_trace.action)
             verdict = "SUCCESS" if f1 == 1.0 else "WRONG_OUTPUT"
         results.append({"id": rid, "verdict": verdict, "reward": parts["total"], "pass_rate": f1,
                         "reward_components": {k: float(parts[k]) for k in COMPONENTS},
                         "duration_s": round(time.perf_counter() - start, 6), "detail": parts["reason"],
                         "warnings": False})
     return results
+
+
+class TraceMatchVerifier:
+    """SRL trace matching: the student's trace scored against the record's teacher_trace, in process (rewards may be negative).
+
+    The shape a verifier-registry entry needs once the pool learns in-process scorers: nothing to
+    bind or plan for the sandbox; ``score_records`` gives the verifiers' result dicts.
+    """
+
+    in_process = True
+
+    def __init__(self, config: SRLRewardConfig | None = None):
+        self.config = config or SRLRewardConfig()
+
+    def available(self) -> str | None:
+        return None
+
+    def binds(self) -> list[str]:
+        return []
+
+    def score_records(self, records: list[dict]) -> list[dict]:
+        return score_records(records, self.config)

