@@ -3,7 +3,8 @@
 Components only (no Ray): ``trace`` (format and strict parser), ``tokens`` (tags as special tokens),
 ``reward`` (``score``, ``score_records``, ``SRLRewardConfig``), ``embed`` (think similarity),
 ``actions`` (``apply_action`` with ast-grep), ``execute`` (tests in the verifier sandbox),
-``quality`` (teacher-step filtering) and ``tasks`` (the built-in refactoring tasks).
+``quality`` (teacher-step filtering), ``tasks`` (the built-in refactoring tasks), ``prompts`` (system
+role, few-shot anchors, teacher sampling settings) and ``evaluate`` (seed 003 §27 metrics by slice).
 """
 
 from halo_ray.srl.actions import apply_action

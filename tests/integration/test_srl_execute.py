@@ -13,7 +13,8 @@ import pytest
 
 from halo_ray.srl import builtin_tasks, filter_steps
 from halo_ray.srl.execute import execute, execute_many, execute_original
-from halo_ray.srl.trace import Action
+from halo_ray.srl.evaluate import evaluate, summarize
+from halo_ray.srl.trace import Action, Trace, format_trace
 
 pytestmark = pytest.mark.skipif(not (shutil.which("bwrap") and shutil.which("node") and shutil.which("javac")),
                                 reason="needs bubblewrap, node and a JDK")
@@ -60,3 +61,16 @@ def test_actions_that_do_not_apply_are_not_run_and_steps_are_filtered():
     steps = [{"text": task.teacher, "success": r.success, "env_report": r.env_report} for r in runs]
     kept, dropped = filter_steps(steps)
     assert len(kept) == 1 and kept[0]["env_report"]["verdict"] == "SUCCESS" and dropped == {"execution": 2}
+
+
+def test_evaluate_reports_execution_success_by_language():
+    tasks = builtin_tasks(split="heldout")
+    wrong = replace(tasks[0].teacher_trace.action, paths=("nowhere/*.py",))
+    wrong_text = format_trace(Trace(tasks[0].teacher_trace.think, wrong, tasks[0].teacher_trace.state))
+    rows = evaluate(tasks + tasks[:1] + tasks[:1], [t.teacher for t in tasks] + ["garbage", wrong_text])
+    report = summarize(rows)
+    first = tasks[0].language
+    assert all(report["by_language"][t.language]["execution_success"] == 1.0 for t in tasks[1:] if t.language != first)
+    assert report["by_language"][first]["execution_success"] == pytest.approx(
+        sum(1 for t in tasks if t.language == first) / (sum(1 for t in tasks if t.language == first) + 2))
+    assert rows[-1]["env_report"]["verdict"] == "NOT_APPLIED" and rows[-2]["success"] is False
