@@ -23,8 +23,28 @@ from halo_ray.srl.trace import Action
 SANDBOX = VerifierConfig(name="python", timeout_s=60.0, memory_mb=4096, max_processes=64, extract_code=False)
 JVM_FLAGS = ("-Xshare:auto", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:CICompilerCount=1")
 
+# Check runners: each reads a nonce from stdin first, runs the check, then prints the nonce, so that a
+# rewritten program that exits early with status 0 does not pass. (A guard that raises the bar: code in
+# the same process could still find the value; the sandbox's limits are what hold.)
+NODE_RUNNER = ("const n = require('fs').readFileSync(0, 'utf8'); require(require('path').resolve(process.argv[1]));"
+               " process.stdout.write('\\n' + n + '\\n');")
+JAVA_RUNNER = """\
+public class SrlRunner {
+    public static void main(String[] args) throws Throwable {
+        String nonce = new String(System.in.readAllBytes()).trim();
+        try {
+            Class.forName(args[0]).getMethod("main", String[].class).invoke(null, (Object) new String[0]);
+        } catch (java.lang.reflect.InvocationTargetException e) {
+            throw e.getCause();
+        }
+        System.out.println();
+        System.out.println(nonce);
+    }
+}
+"""
+
 _HARNESS = '''\
-import json as _json, os as _os, subprocess as _subprocess, sys as _sys, tempfile as _tempfile
+import json as _json, os as _os, secrets as _secrets, subprocess as _subprocess, sys as _sys, tempfile as _tempfile
 _ROOT = _tempfile.mkdtemp(prefix="srl-")
 for _path, _text in _json.loads({files!r}).items():
     _full = _os.path.join(_ROOT, _path)
@@ -43,22 +63,28 @@ def _read(path):
     return _REPO[path]
 
 
-def _run(*argv):
-    done = _subprocess.run(list(argv), cwd=_ROOT, capture_output=True, text=True, timeout={timeout})
-    if done.returncode != 0:
+def _run(*argv, nonce=None):
+    """Run a check; with ``nonce``, it passes only if it also prints the nonce it was given on stdin at the end."""
+    done = _subprocess.run(list(argv), cwd=_ROOT, capture_output=True, text=True, timeout={timeout},
+                           input=nonce or "")
+    ok = done.returncode == 0 and (nonce is None or done.stdout.rstrip().endswith(nonce))
+    if not ok:
         _sys.stderr.write(done.stdout[-2000:] + done.stderr[-2000:])
-    return done.returncode == 0
+    return ok
 
 
 def _node(script):
-    return _run("node", script)
+    # The runner reads the nonce before the check (and the code under test) loads, and prints it only
+    # after the check returned: a process.exit(0) in the code under test cannot pass.
+    return _run("node", "-e", {node_runner!r}, script, nonce=_secrets.token_hex(16))
 
 
 def _java(main_class):
     if "ok" not in _COMPILED:
         sources = sorted(p for p in _json.loads({files!r}) if p.endswith(".java"))
         _COMPILED["ok"] = _run("javac", *("-J" + f for f in _JVM), "-d", "classes", *sources)
-    return _COMPILED["ok"] and _run("java", *_JVM, "-cp", "classes", main_class)
+    return _COMPILED["ok"] and _run("java", *_JVM, "-cp", "classes", "SrlRunner", main_class,
+                                    nonce=_secrets.token_hex(16))
 '''
 
 
@@ -73,7 +99,10 @@ class Execution:
 def program(task: Task, files: dict[str, str], timeout_s: float) -> str:
     """The sandbox program: writes ``files`` (the rewritten repository) and the task's checks, defines the helpers."""
     tree = {**files, **{f"checks/{path}": text for path, text in task.checks.items()}}
-    return _HARNESS.format(files=json.dumps(tree), repo=files, jvm=list(JVM_FLAGS), timeout=float(timeout_s))
+    if task.language == "java":
+        tree["checks/SrlRunner.java"] = JAVA_RUNNER
+    return _HARNESS.format(files=json.dumps(tree), repo=files, jvm=list(JVM_FLAGS), timeout=float(timeout_s),
+                           node_runner=NODE_RUNNER)
 
 
 def execution_record(task: Task, files: dict[str, str], record_id: str, cfg: VerifierConfig = SANDBOX) -> dict:

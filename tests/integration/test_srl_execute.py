@@ -74,3 +74,17 @@ def test_evaluate_reports_execution_success_by_language():
     assert report["by_language"][first]["execution_success"] == pytest.approx(
         sum(1 for t in tasks if t.language == first) / (sum(1 for t in tasks if t.language == first) + 2))
     assert rows[-1]["env_report"]["verdict"] == "NOT_APPLIED" and rows[-2]["success"] is False
+
+
+@pytest.mark.parametrize("task_id, pattern, replacement", [
+    # each rewrite exits with status 0 before the checks can fail
+    ("py_len_zero", "len($X) == 0", '__import__("os")._exit(0)'),
+    ("js_strict_equality", "$A == $B", "process.exit(0)"),
+    ("js_index_of_includes", "$A.indexOf($B) !== -1", "(process.stdout.write(require('fs').readFileSync(0, 'utf8')), process.exit(0))"),
+    ("java_size_is_empty", "$L.size() == 0", "new Object() { boolean f() { System.exit(0); return true; } }.f()"),
+])
+def test_early_exit_does_not_pass(task_id, pattern, replacement):
+    (task,) = [t for t in builtin_tasks() if t.id == task_id]
+    run = execute(task, Action(pattern, replacement, task.language, ("**",)))
+    assert run.env_report["applied"], run.env_report
+    assert not run.success and run.env_report["pass_rate"] < 1.0, run.env_report
