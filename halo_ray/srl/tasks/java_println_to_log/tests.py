@@ -1,0 +1,2 @@
+assert _java("TestMain")
+assert "System.out" not in _read("src/Greeter.java")

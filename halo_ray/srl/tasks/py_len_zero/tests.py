@@ -1,0 +1,6 @@
+from queue_utils import is_idle, next_job
+assert is_idle([]) is True
+assert is_idle([1]) is False
+assert next_job([]) is None
+assert next_job(["a", "b"]) == "a"
+assert "len(" not in _read("queue_utils.py")

@@ -1,0 +1,60 @@
+"""The trace tags as special tokens of a Hugging Face tokenizer, with the schema version kept beside them.
+
+Atomic tags make the format easier to learn (seed 003 §8). The schema version is written into the
+tokenizer's and the model's config so that a checkpoint trained on one schema is never scored or
+KL-anchored against another (§33). Tags are *special* tokens: decode with
+``skip_special_tokens=False`` (vLLM: ``SamplingParams(skip_special_tokens=False)``) or they vanish.
+"""
+
+from __future__ import annotations
+
+from halo_ray.errors import ModelError
+from halo_ray.srl.trace import SCHEMA_VERSION, TAG_TOKENS
+
+SCHEMA_KEY = "srl_schema_version"
+
+
+def add_trace_tokens(tokenizer, model=None) -> int:
+    """Add the six tag tokens to ``tokenizer`` (and resize ``model``'s embeddings to match).
+
+    Idempotent: tags already present are not added twice. New embedding rows are initialised by
+    transformers (the mean of the old rows where it supports it).
+
+    Args:
+        tokenizer: a ``PreTrainedTokenizer(Fast)``.
+        model: optional ``PreTrainedModel`` whose input (and tied output) embeddings get resized.
+    Returns:
+        How many tokens were added.
+    Raises:
+        ModelError when the tokenizer or model already records a different schema version.
+    """
+    for owner, where in ((getattr(tokenizer, "init_kwargs", {}), "tokenizer"),
+                         (vars(model.config) if model is not None else {}, "model config")):
+        found = owner.get(SCHEMA_KEY)
+        if found is not None and found != SCHEMA_VERSION:
+            raise ModelError(f"{where} was prepared for SRL schema {found!r}, this halo-ray writes "
+                             f"{SCHEMA_VERSION!r}; start again from the base model")
+    # add_tokens(special_tokens=True) reads the same in transformers 4 and 5 (add_special_tokens' keys differ).
+    added = tokenizer.add_tokens(list(TAG_TOKENS), special_tokens=True)
+    tokenizer.init_kwargs[SCHEMA_KEY] = SCHEMA_VERSION  # saved into tokenizer_config.json
+    if model is not None:
+        if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+        model.config.update({SCHEMA_KEY: SCHEMA_VERSION})  # saved into config.json
+    return added
+
+
+def schema_version(tokenizer) -> str | None:
+    """The SRL schema version a tokenizer was prepared with (None when it never was)."""
+    return getattr(tokenizer, "init_kwargs", {}).get(SCHEMA_KEY)
+
+
+def check_trace_tokens(tokenizer) -> None:
+    """Raise ModelError unless every tag is one token of ``tokenizer`` and its schema version is current."""
+    found = schema_version(tokenizer)
+    if found != SCHEMA_VERSION:
+        raise ModelError(f"tokenizer SRL schema is {found!r}, expected {SCHEMA_VERSION!r}; "
+                         "prepare it with halo_ray.srl.add_trace_tokens")
+    split = [t for t in TAG_TOKENS if len(tokenizer.encode(t, add_special_tokens=False)) != 1]
+    if split:
+        raise ModelError(f"tokenizer splits the tag(s) {', '.join(split)}; prepare it with halo_ray.srl.add_trace_tokens")
