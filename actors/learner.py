@@ -40,11 +40,18 @@ class LearnerRank:
         self.learner = Learner(model, learner, objective, total_steps=total_steps)
         return self.rank
 
-    def train(self, examples: list[dict], epochs: int | None = None, steps: int | None = None) -> dict:
-        return self.learner.train(examples, epochs, steps)
+    def train(self, examples: list[dict], epochs: int | None = None, steps: int | None = None,
+              temperature: float = 1.0) -> dict:
+        return self.learner.train(examples, epochs, steps, temperature)
+
+    def logprobs(self, examples: list[dict], temperature: float = 1.0, reference: bool = False) -> list[list[float]]:
+        return self.learner.logprobs(examples, temperature, reference)
 
     def rollout_weights(self):
-        return self.learner.rollout_weights()
+        """Rank 0's weights; other ranks take part in the gather (ZeRO-3) and return None, so only
+        one copy enters the object store."""
+        weights = self.learner.rollout_weights()
+        return weights if self.rank == 0 else None
 
     def save_checkpoint(self, directory: str, extra: dict | None) -> str:
         return str(self.learner.save_checkpoint(directory, extra))
@@ -98,13 +105,20 @@ class LearnerGroup:
             self.shutdown()
             raise
 
-    def train(self, examples: list[dict], epochs: int | None = None, steps: int | None = None) -> dict[str, float]:
+    def train(self, examples: list[dict], epochs: int | None = None, steps: int | None = None,
+              temperature: float = 1.0) -> dict:
         """Train every rank on its share of ``examples`` (see ``Learner.train``); returns the merged metrics."""
         started = time.perf_counter()
         ref = ray.put(list(examples))
-        metrics = merge_metrics(ray.get([r.train.remote(ref, epochs, steps) for r in self.ranks]))
+        metrics = merge_metrics(ray.get([r.train.remote(ref, epochs, steps, temperature) for r in self.ranks]))
         self._busy_s += time.perf_counter() - started
         return metrics
+
+    def logprobs(self, examples: list[dict], temperature: float = 1.0, reference: bool = False) -> list[list[float]]:
+        """Forward only, on rank 0: each example's completion-token log-probs (``Learner.logprobs``)."""
+        if self.config.zero_stage == 3:  # parameters are sharded: every rank takes part in the forward
+            return ray.get([r.logprobs.remote(examples, temperature, reference) for r in self.ranks])[0]
+        return ray.get(self.ranks[0].logprobs.remote(examples, temperature, reference))
 
     def busy_s(self) -> float:
         """Seconds the driver has spent waiting on ``train`` calls (for the stream's idle fractions)."""

@@ -169,7 +169,8 @@ class RolloutEngine:
         by_request: dict[str, tuple[dict, int]] = {}
         with self._lock:
             for p in prompts:
-                params = self.sampling_params(str(p["prompt_id"]), **overrides)
+                # ``seed_key`` lets the stream give a prompt visited again (a later epoch) new samples.
+                params = self.sampling_params(str(p.get("seed_key", p["prompt_id"])), **overrides)
                 (rid,) = self.llm.enqueue([p["prompt"]], params, lora_request=self._lora_request, use_tqdm=False)
                 # enqueue returns "<external id>-<suffix>"; outputs carry the external id.
                 rid = rid.split("-", 1)[0]
@@ -184,12 +185,12 @@ class RolloutEngine:
                 # Outputs of other threads' requests are filed for them: calls may overlap.
                 for out in engine.step():
                     if out.finished:
-                        self._finished[out.request_id] = out
+                        self._finished[out.request_id] = (out, self.version)
                         self._release_adapter(self._request_version.pop(out.request_id, None))
         finished = [self._finished.pop(rid) for rid in by_request]
         elapsed = time.perf_counter() - started
         rows = []
-        for out in sorted(finished, key=lambda o: int(o.request_id)):
+        for out, last_version in sorted(finished, key=lambda f: int(f[0].request_id)):
             prompt, version = by_request[out.request_id]
             for completion in out.outputs:
                 ids = list(completion.token_ids)
@@ -198,7 +199,7 @@ class RolloutEngine:
                 rows.append(dict(
                     prompt_id=str(prompt["prompt_id"]), sample_index=completion.index, prompt=prompt["prompt"],
                     completion=completion.text, prompt_token_ids=list(out.prompt_token_ids or []),
-                    token_ids=ids, logprobs=lps, policy_version=version,
+                    token_ids=ids, logprobs=lps, policy_version=version, policy_version_last=last_version,
                     finish_reason="length" if completion.finish_reason == "length" else "stop",
                     engine=self.index, generate_s=elapsed,
                 ))

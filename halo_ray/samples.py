@@ -16,7 +16,8 @@ ROLLOUT_FIELDS = [
     pa.field("prompt_token_ids", pa.list_(pa.int32())),
     pa.field("token_ids", pa.list_(pa.int32())),
     pa.field("logprobs", pa.list_(pa.float32())),  # behaviour logprob of each completion token
-    pa.field("policy_version", pa.int64()),  # weights version when the request was admitted
+    pa.field("policy_version", pa.int64()),  # weights version when the request was admitted (the oldest it saw)
+    pa.field("policy_version_last", pa.int64()),  # weights version when it finished (newer if weights changed mid-way)
     pa.field("finish_reason", pa.string()),  # "stop" (EOS or stop string) or "length"
     pa.field("engine", pa.int32()),
     pa.field("generate_s", pa.float64()),  # wall time of the engine call that produced the sample

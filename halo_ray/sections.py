@@ -165,27 +165,33 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class RaftConfig:
-    num_cycles: int = opt(5, "generate → verify → keep → train cycles (seed 001)")
-    prompts_per_cycle: int = opt(0, "prompts visited per cycle; 0 visits every training prompt each cycle")
+class StreamConfig:
+    num_steps: int = opt(5, "learner steps of the run (each: take a batch of scored groups, train, sync weights)")
+    prompts_per_step: int = opt(0, "prompts (groups of samples_per_prompt samples) per learner step; 0 takes every training prompt each step")
     chunk_prompts: int = opt(16, "prompts per rollout request; verification of a chunk starts as soon as it is sampled")
+    max_staleness: int = opt(0, "policy versions a sample may lag the learner; 0 is the synchronous algorithm, k keeps sampling up to k steps ahead while the learner trains (older samples are dropped and counted)")
+    eval_every: int = opt(1, "held-out evaluation every N learner steps (and after the last)")
+    timeline: bool = opt(True, "write timeline.json (Chrome trace / Perfetto) and timeline.png of the stream's spans")
+
+    def validate(self) -> list[str]:
+        errs = [f"{key} must be at least 1, got {getattr(self, key)}"
+                for key in ("num_steps", "chunk_prompts", "eval_every") if getattr(self, key) < 1]
+        errs += [f"{key} must be >= 0, got {getattr(self, key)}"
+                 for key in ("prompts_per_step", "max_staleness") if getattr(self, key) < 0]
+        return errs
+
+
+@dataclass(frozen=True)
+class RaftConfig:
     reward_threshold: float = opt(0.5, "samples with reward >= this pass the filter (seed 001: 0.5)")
     keep_top_percent: float = opt(0.5, "of the passing samples keep the top fraction by reward; ties at the cutoff are kept")
     min_kept: int = opt(8, "if fewer samples pass, say so and keep this many best (reward > 0) rather than train on nothing")
     dedupe: bool = opt(True, "keep one copy of identical completions of the same prompt")
-    max_staleness: int = opt(0, "policy versions a sample may lag the learner; 0 is synchronous RAFT, 1 samples the next cycle while training")
 
     def validate(self) -> list[str]:
-        errs = []
-        if self.num_cycles < 1:
-            errs.append(f"num_cycles must be at least 1, got {self.num_cycles}")
         if not 0 < self.keep_top_percent <= 1:
-            errs.append(f"keep_top_percent must be in (0, 1], got {self.keep_top_percent}")
-        if self.chunk_prompts < 1:
-            errs.append(f"chunk_prompts must be at least 1, got {self.chunk_prompts}")
-        if self.max_staleness < 0:
-            errs.append(f"max_staleness must be >= 0, got {self.max_staleness}")
-        return errs
+            return [f"keep_top_percent must be in (0, 1], got {self.keep_top_percent}"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -201,18 +207,18 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    every_cycles: int = opt(1, "save a checkpoint every N RAFT cycles (the last cycle is always saved)")
+    every_steps: int = opt(1, "save a checkpoint every N learner steps (the last step is always saved)")
     keep: int = opt(2, "checkpoints kept; older ones are deleted after a newer one is complete")
 
     def validate(self) -> list[str]:
         errs = [f"{key} must be at least 1, got {getattr(self, key)}"
-                for key in ("every_cycles", "keep") if getattr(self, key) < 1]
+                for key in ("every_steps", "keep") if getattr(self, key) < 1]
         return errs
 
 
 @dataclass(frozen=True)
 class RaftJobConfig:
-    """``halo-ray raft train``: streaming RAFT (generate, verify, keep the best, train, sync weights)."""
+    """``halo-ray raft train``: RAFT on the asynchronous stream (generate, verify, keep the best, train, sync weights)."""
 
     model: ModelConfig = opt(ModelConfig(), "policy model (an SFT checkpoint, usually)")
     data: DataConfig = opt(DataConfig(), "training prompts and held-out problems")
@@ -220,7 +226,8 @@ class RaftJobConfig:
     verifier: VerifierConfig = opt(VerifierConfig(), "the reward: sandboxed verification")
     objective: ObjectiveConfig = opt(ObjectiveConfig(), "training objective")
     learner: LearnerConfig = opt(LearnerConfig(), "DeepSpeed learner ranks and optimisation")
-    raft: RaftConfig = opt(RaftConfig(), "cycles, filtering and staleness")
+    stream: StreamConfig = opt(StreamConfig(), "steps, batch, chunking and staleness of the asynchronous stream")
+    raft: RaftConfig = opt(RaftConfig(), "which samples RAFT keeps")
     eval: EvalConfig = opt(EvalConfig(), "held-out evaluation after each stage")
     checkpoint: CheckpointConfig = opt(CheckpointConfig(), "checkpoints")
     cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
@@ -256,7 +263,8 @@ def _demo_raft() -> RaftJobConfig:
         rollout=RolloutConfig(samples_per_prompt=8, temperature=1.0, max_new_tokens=32),
         verifier=VerifierConfig(name="python", timeout_s=5.0),
         learner=LearnerConfig(lr=5e-4, micro_batch_size=32, epochs=1, zero_stage=0),
-        raft=RaftConfig(num_cycles=4, reward_threshold=1.0, keep_top_percent=1.0, chunk_prompts=32),
+        stream=StreamConfig(num_steps=4, chunk_prompts=32),
+        raft=RaftConfig(reward_threshold=1.0, keep_top_percent=1.0),
         eval=EvalConfig(samples=16, temperature=0.8),
         logging=LoggingConfig(name="raft"),
     )

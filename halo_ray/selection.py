@@ -1,4 +1,4 @@
-"""RAFT's pure parts (seeds 000, 001): which prompts a cycle visits, scoring rollouts, keeping the best.
+"""RAFT's pure parts (seeds 000, 001): scoring rollouts, keeping the best.
 
 RAFT (Dong et al., "RAFT: Reward rAnked FineTuning", TMLR 2023) is iterated rejection sampling:
 sample n completions per prompt, verify them, keep those with reward >= ``reward_threshold``, of those
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
@@ -21,26 +20,6 @@ from halo_ray.samples import SCORED_SCHEMA
 from halo_ray.sections import RaftConfig
 
 log = logging.getLogger(__name__)
-
-
-def cycle_prompts(problem_ids: Sequence[str], cycle: int, per_cycle: int, seed: int) -> list[str]:
-    """The prompt ids visited in ``cycle`` (0-based): every id, or a window of a seeded order.
-
-    With ``per_cycle`` 0 every cycle visits all prompts (seed 001). Otherwise cycles walk through one
-    seeded permutation (a new one each epoch over the data), so the data position is just the cycle
-    number: resuming at cycle c skips and repeats nothing.
-    """
-    ids = sorted(problem_ids)
-    if not per_cycle or per_cycle >= len(ids):
-        return ids
-    start = cycle * per_cycle
-    out = []
-    while len(out) < per_cycle:
-        epoch, offset = divmod(start + len(out), len(ids))
-        order = ids[:]
-        random.Random(f"{seed}:{epoch}").shuffle(order)
-        out.extend(order[offset:offset + per_cycle - len(out)])
-    return out
 
 
 def score_rollouts(table: pa.Table, problems: Mapping[str, Mapping], verify) -> pa.Table:
@@ -69,10 +48,10 @@ def score_rollouts(table: pa.Table, problems: Mapping[str, Mapping], verify) -> 
     return pa.Table.from_pylist(rows, schema=SCORED_SCHEMA)
 
 
-def select(rows: list[dict], cfg: RaftConfig, current_version: int) -> tuple[list[dict], dict]:
-    """Keep the samples RAFT trains on.
+def select(rows: list[dict], cfg: RaftConfig) -> tuple[list[dict], dict]:
+    """Keep the samples RAFT trains on (the stream has already dropped stale samples).
 
-    Steps: drop samples older than ``max_staleness`` versions; drop infrastructure failures; keep
+    Steps: drop infrastructure failures; keep
     rewards >= ``reward_threshold``; of those keep the top ``keep_top_percent`` by reward (ties at
     the cutoff are kept); drop duplicate completions of a prompt. When fewer than ``min_kept`` pass,
     log it and keep the best ``min_kept`` samples with reward > 0 instead of training on nothing.
@@ -84,9 +63,7 @@ def select(rows: list[dict], cfg: RaftConfig, current_version: int) -> tuple[lis
     counts = dict(generated=len(rows), kept=0, filtered=0, stale=0, failed=0, duplicates=0, fallback=0)
     fresh = []
     for r in rows:
-        if current_version - r["policy_version"] > cfg.max_staleness:
-            counts["stale"] += 1
-        elif r["verdict"] == "FAILED":
+        if r["verdict"] == "FAILED":
             counts["failed"] += 1
         else:
             fresh.append(r)

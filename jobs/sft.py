@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(SFTJobConfig, args.config, args.overrides)
         logging.basicConfig(level=config.logging.level, format="%(levelname)s %(name)s: %(message)s")
-        from halo_ray.driver.raft import sft
+        from halo_ray.driver.sft import sft
 
         summary = sft(config)
     except HaloError as exc:

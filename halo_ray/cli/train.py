@@ -62,7 +62,7 @@ def run_sft(args: argparse.Namespace) -> int:
     config = job_config(SFTJobConfig, args, {"model.path": args.model, "data.train": args.data,
                                              "learner.epochs": args.epochs, **_output(args.output)})
     from halo_ray import driver
-    from halo_ray.driver.raft import sft
+    from halo_ray.driver.sft import sft
 
     try:
         summary = sft(config)

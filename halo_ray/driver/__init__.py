@@ -87,13 +87,14 @@ class RolloutGroup:
         self.actors = start_rollout_actors(self.model, rollout)
         self.version = 0
 
-    def submit(self, prompts: list[dict], chunk_size: int = 0, **overrides) -> list[ray.ObjectRef]:
+    def submit(self, prompts: list[dict], chunk_size: int = 0, index: int = 0, **overrides) -> list[ray.ObjectRef]:
         """Send ``prompts`` to the engines without waiting.
 
         Args:
             prompts: dicts with ``prompt_id`` and ``prompt``.
             chunk_size: prompts per request, dealt round-robin to the engines; 0 sends one equal
                 share to each engine.
+            index: the first chunk goes to engine ``index mod engines`` (the stream numbers its chunks).
             overrides: sampling settings for these requests (see ``RolloutEngine.generate``).
         Returns:
             One ref to a ``RolloutBatch`` per chunk, in prompt order.
@@ -102,7 +103,8 @@ class RolloutGroup:
             chunks = [prompts[i:i + chunk_size] for i in range(0, len(prompts), chunk_size)]
         else:
             chunks = [c for c in split_evenly(prompts, len(self.actors)) if c]
-        return [self.actors[i % len(self.actors)].generate.remote(chunk, **overrides) for i, chunk in enumerate(chunks)]
+        return [self.actors[(index + i) % len(self.actors)].generate.remote(chunk, **overrides)
+                for i, chunk in enumerate(chunks)]
 
     def generate(self, prompts: list[dict], **overrides) -> pa.Table:
         """Sample and wait; one table, ordered by prompt id and sample index."""

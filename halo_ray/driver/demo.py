@@ -16,7 +16,8 @@ from pathlib import Path
 
 from halo_ray.bench.compare import paired_test
 from halo_ray.bench.report import plot_stage_curve, plot_verdicts
-from halo_ray.driver.raft import raft, sft
+from halo_ray.driver.raft import raft
+from halo_ray.driver.sft import sft
 from halo_ray.driver.stream import per_problem_pass1
 from halo_ray.errors import ConfigError
 from halo_ray.io import write_json

@@ -1,8 +1,9 @@
-"""The stream's shared pieces: the actors of a run, held-out evaluation, checkpoints on disk.
+"""The stream's driver side, shared by every algorithm's loop: ``Stream`` keeps rollouts in flight
+up to ``max_staleness`` policy versions ahead and hands learner steps their groups as chunks finish
+(``ray.wait``); plus the verifier handle, held-out evaluation, the timeline and checkpoints on disk.
 
-``RunActors`` starts what a job needs (rollout engines, verifier pools, learner ranks) with the
-resources from config; ``submit_scored`` chains rollout refs into verifier refs so that verification
-of a chunk starts as soon as that chunk is sampled, without the driver touching the data.
+``submit_scored`` chains rollout refs into verifier refs, so verification of a chunk starts as soon
+as that chunk is sampled, without the driver touching the data.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from halo_ray.bench.score import score_results
 from halo_ray.driver import RolloutGroup
 from halo_ray.errors import ConfigError
 from halo_ray.samples import concat
-from halo_ray.sections import EvalConfig, VerifierConfig
+from halo_ray.sections import EvalConfig, RolloutConfig, StreamConfig, VerifierConfig
+from halo_ray.stream import StreamBuffer, StreamState, group_rows, prompt_at
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_RE = re.compile(r"^cycle_(\d{4,})$")
+CHECKPOINT_RE = re.compile(r"^step_(\d{4,})$")
 
 
 class VerifierGroup:
@@ -112,23 +114,171 @@ def per_problem_pass1(results: dict) -> dict[str, float]:
     return {p["id"]: pass_at_k(p["n"], p["c"], 1) for p in results["per_problem"]}
 
 
-def checkpoint_dir(run: Path, cycle: int) -> Path:
-    return run / "checkpoints" / f"cycle_{cycle:04d}"
+def checkpoint_dir(run: Path, step: int) -> Path:
+    return run / "checkpoints" / f"step_{step:04d}"
 
 
 def latest_checkpoint(run: Path) -> Path | None:
     """The newest complete checkpoint of a run (checkpoints are renamed into place when complete)."""
     folder = run / "checkpoints"
-    found = sorted((int(m.group(1)), p) for p in folder.glob("cycle_*") if (m := CHECKPOINT_RE.match(p.name)))
+    found = sorted((int(m.group(1)), p) for p in folder.glob("step_*") if (m := CHECKPOINT_RE.match(p.name)))
     return found[-1][1] if found else None
 
 
 def prune_checkpoints(run: Path, keep: int) -> None:
     folder = run / "checkpoints"
-    found = sorted((int(m.group(1)), p) for p in folder.glob("cycle_*") if (m := CHECKPOINT_RE.match(p.name)))
+    found = sorted((int(m.group(1)), p) for p in folder.glob("step_*") if (m := CHECKPOINT_RE.match(p.name)))
     for _, path in found[:-keep] if keep > 0 else []:
         shutil.rmtree(path, ignore_errors=True)
 
 
 def idle_fraction(busy_s: float, wall_s: float, workers: int = 1) -> float:
     return max(0.0, 1.0 - busy_s / max(wall_s * workers, 1e-9))
+
+
+class Timeline:
+    """Spans of the stream (sampling, verification, training, weight sync, driver waits) for a
+    Chrome-trace / Perfetto JSON (``ui.perfetto.dev`` opens it) and a PNG Gantt chart."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.spans: list[tuple[str, str, float, float]] = []  # (track, name, start_s, end_s)
+
+    def add(self, track: str, name: str, start: float, end: float) -> None:
+        self.spans.append((track, name, start - self.t0, max(end, start) - self.t0))
+
+    def busy(self, track: str, since: float = 0.0) -> float:
+        """Seconds the track was busy after ``since`` (overlapping spans count once)."""
+        total, edge = 0.0, since - self.t0
+        for _, _, a, b in sorted((s for s in self.spans if s[0] == track), key=lambda s: s[2]):
+            a = max(a, edge)
+            if b > a:
+                total += b - a
+                edge = b
+        return total
+
+    def write(self, folder: Path) -> None:
+        from halo_ray.io import write_json
+
+        tracks = sorted({s[0] for s in self.spans})
+        events = [{"name": "thread_name", "ph": "M", "pid": 1, "tid": tracks.index(t), "args": {"name": t}} for t in tracks]
+        events += [{"name": name, "cat": track, "ph": "X", "pid": 1, "tid": tracks.index(track),
+                    "ts": round(a * 1e6), "dur": round((b - a) * 1e6)} for track, name, a, b in self.spans]
+        write_json(folder / "timeline.json", {"traceEvents": events, "displayTimeUnit": "ms"})
+        try:
+            self._plot(folder / "timeline.png", tracks)
+        except Exception as exc:  # a plot must never cost the run
+            log.warning("timeline plot failed: %s", exc)
+
+    def _plot(self, path: Path, tracks: list[str]) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from halo_ray.io import atomic_write
+
+        fig, ax = plt.subplots(figsize=(10, 0.6 * len(tracks) + 1.2))
+        colours = plt.get_cmap("tab10")
+        for i, t in enumerate(tracks):
+            bars = [(a, b - a) for track, _, a, b in self.spans if track == t]
+            ax.broken_barh(bars, (i - 0.4, 0.8), color=colours(i % 10))
+        ax.set_yticks(range(len(tracks)), tracks)
+        ax.set_xlabel("seconds since the stream started")
+        ax.set_xlim(left=0)
+        ax.set_title("stream timeline (gaps are idle hardware)")
+        fig.tight_layout()
+        with atomic_write(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=100)
+        plt.close(fig)
+
+
+class Stream:
+    """Rollouts in flight up to ``max_staleness`` versions ahead; scored groups handed out per step.
+
+    Args:
+        rollout, verifiers: the run's handles.
+        problems: problem dicts by id (the training prompts).
+        cfg: the stream section.
+        rollout_cfg: sampling settings.
+        seed: the data order's seed (``data.shuffle_seed``).
+        state: a checkpoint's stream state (``StreamBuffer.checkpoint_state``) to resume from.
+        timeline: where spans go.
+    """
+
+    def __init__(self, rollout: RolloutGroup, verifiers: VerifierGroup, problems: dict[str, dict], cfg: StreamConfig,
+                 rollout_cfg: RolloutConfig, seed: int, state: dict | None = None, timeline: Timeline | None = None):
+        self.rollout, self.verifiers, self.problems = rollout, verifiers, problems
+        self.cfg, self.r, self.seed = cfg, rollout_cfg, seed
+        self.ids = sorted(problems)
+        per_step = cfg.prompts_per_step or len(self.ids)
+        self.buffer = StreamBuffer(per_step, cfg.max_staleness, cfg.num_steps,
+                                   StreamState.from_dict(state) if state else None)
+        self.pending: dict = {}  # scored ref -> (positions by prompt id, submitted at)
+        self.timeline = timeline or Timeline()
+        self._chunk = 0
+
+    def fill(self) -> None:
+        """Issue chunks while the staleness bound allows."""
+        while True:
+            positions = self.buffer.issue(self.cfg.chunk_prompts)
+            if not positions:
+                return
+            by_pid: dict[str, int] = {}
+            for pos in positions:
+                pid = prompt_at(self.ids, pos, self.seed)
+                if pid in by_pid:  # a chunk across an epoch boundary holds a prompt twice: send it later
+                    self.buffer.lost([pos])
+                    continue
+                by_pid[pid] = pos
+            prompts = [{"prompt_id": pid, "prompt": self.problems[pid]["prompt"], "seed_key": f"{pid}@{pos}"}
+                       for pid, pos in by_pid.items()]
+            r = self.r
+            (ref,) = self.rollout.submit(prompts, chunk_size=len(prompts), n=r.samples_per_prompt,
+                                         temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_new_tokens,
+                                         seed=r.seed, stop=list(r.stop) or None, index=self._chunk)
+            scored = self.verifiers.score(ref, {pid: self.problems[pid] for pid in by_pid}, self._chunk)
+            self.pending[scored] = (by_pid, time.perf_counter())
+            self._chunk += 1
+
+    def next_groups(self, version: int):
+        """The next learner step's groups (``halo_ray.stream.Group``, rows as dicts), waiting as needed.
+
+        Returns ``(groups, wait_s)``: how long the driver waited for them.
+        """
+        started = time.perf_counter()
+        while True:
+            self.fill()
+            groups = self.buffer.take(version)
+            if groups is not None:
+                end = time.perf_counter()
+                if end - started > 1e-3:
+                    self.timeline.add("driver", "wait for samples", started, end)
+                return groups, end - started
+            if not self.pending:
+                raise RuntimeError("the stream has nothing in flight and too few groups for a step "
+                                   f"(ready {len(self.buffer.ready)}, budget {self.buffer.budget()})")
+            done, _ = ray.wait(list(self.pending), num_returns=1)
+            self._receive(done[0])
+
+    def _receive(self, ref) -> None:
+        by_pid, submitted = self.pending.pop(ref)
+        now = time.perf_counter()
+        try:
+            table = ray.get(ref)
+        except ray.exceptions.RayError as exc:  # an actor died: the chunk's prompts are issued again
+            log.error("a chunk of %d prompts failed (%s); issuing them again", len(by_pid), exc)
+            self.buffer.lost(list(by_pid.values()))
+            return
+        rows = table.to_pylist()
+        gen = max((x["generate_s"] for x in rows), default=0.0)
+        ver = sum(x["verify_s"] for x in rows)
+        self.timeline.add("rollout", f"sample {len(by_pid)} prompts", submitted, submitted + gen)
+        self.timeline.add("verifier", f"verify {len(rows)} samples", max(submitted + gen, now - ver), now)
+        groups, failed = group_rows(rows, by_pid, now)
+        for g in groups:
+            self.buffer.add(g, failed[g.position])
+
+    def abandon(self) -> None:
+        """Forget what is still in flight (the run is over)."""
+        self.pending.clear()

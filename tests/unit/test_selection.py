@@ -1,10 +1,10 @@
-"""RAFT's pure parts: cycle prompts, selection and sample accounting (seeds 000, 001)."""
+"""RAFT's pure parts: selection and sample accounting (seeds 000, 001)."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from halo_ray.selection import cycle_prompts, score_rollouts, select
+from halo_ray.selection import score_rollouts, select
 from halo_ray.samples import ROLLOUT_SCHEMA
 from halo_ray.sections import RaftConfig
 
@@ -17,38 +17,29 @@ def row(pid, i, reward, completion=None, version=0, verdict=None):
 
 def test_threshold_top_percent_ties_and_accounting():
     rows = [row("a", 0, 1.0), row("a", 1, 0.7), row("a", 2, 0.7), row("b", 0, 0.3), row("b", 1, 0.0), row("b", 2, 1.0)]
-    kept, counts = select(rows, RaftConfig(reward_threshold=0.5, keep_top_percent=0.5, min_kept=0), 0)
+    kept, counts = select(rows, RaftConfig(reward_threshold=0.5, keep_top_percent=0.5, min_kept=0))
     # passing: 1.0, 1.0, 0.7, 0.7 -> top half is the two 1.0s; the 0.7 ties are below the cutoff
     assert sorted((r["prompt_id"], r["sample_index"]) for r in kept) == [("a", 0), ("b", 2)]
     assert counts["generated"] == 6 == counts["kept"] + counts["filtered"] + counts["stale"] + counts["failed"]
-    kept, _ = select(rows, RaftConfig(reward_threshold=0.5, keep_top_percent=0.75, min_kept=0), 0)
+    kept, _ = select(rows, RaftConfig(reward_threshold=0.5, keep_top_percent=0.75, min_kept=0))
     assert len(kept) == 4, "ties at the cutoff (0.7) are all kept"
 
 
-def test_duplicates_stale_and_failed_are_counted_not_silent():
+def test_duplicates_and_failed_are_counted_not_silent():
     rows = [row("a", 0, 1.0, "same", 1), row("a", 1, 1.0, "same", 1), row("b", 0, 1.0, "same", 2),
-            row("c", 0, 1.0, version=0), row("d", 0, 1.0, version=2), row("e", 0, 0.0, version=2, verdict="FAILED")]
-    kept, counts = select(rows, RaftConfig(reward_threshold=1.0, keep_top_percent=1.0, min_kept=0, max_staleness=1), 2)
+            row("d", 0, 1.0, version=2), row("e", 0, 0.0, version=2, verdict="FAILED")]
+    kept, counts = select(rows, RaftConfig(reward_threshold=1.0, keep_top_percent=1.0, min_kept=0))
     assert sorted((r["prompt_id"], r["sample_index"]) for r in kept) == [("a", 0), ("b", 0), ("d", 0)]
-    assert counts == dict(generated=6, kept=3, filtered=1, stale=1, failed=1, duplicates=1, fallback=0)
+    assert counts == dict(generated=5, kept=3, filtered=1, stale=0, failed=1, duplicates=1, fallback=0)
 
 
 def test_too_few_passing_keeps_the_best_rather_than_nothing(caplog):
     rows = [row("a", i, r) for i, r in enumerate([0.0, 0.3, 0.5, 0.7, 0.0])]
-    kept, counts = select(rows, RaftConfig(reward_threshold=1.0, min_kept=2), 0)
+    kept, counts = select(rows, RaftConfig(reward_threshold=1.0, min_kept=2))
     assert [r["reward"] for r in kept] == [0.7, 0.5] and counts["fallback"] == 1
     assert "keeping the best 2" in caplog.text
-    kept, counts = select([row("a", 0, 0.0)], RaftConfig(reward_threshold=1.0, min_kept=2), 0)
+    kept, counts = select([row("a", 0, 0.0)], RaftConfig(reward_threshold=1.0, min_kept=2))
     assert kept == [] and counts["filtered"] == 1, "reward 0 is never trained on"
-
-
-def test_cycle_prompts_walk_the_data_without_skips_or_repeats():
-    ids = [f"p{i}" for i in range(10)]
-    assert cycle_prompts(ids, 3, 0, 0) == sorted(ids), "per_cycle 0 visits every prompt each cycle"
-    seen = [cycle_prompts(ids, c, 4, seed=1) for c in range(5)]  # 20 visits = 2 epochs
-    flat = [p for chunk in seen for p in chunk]
-    assert sorted(flat[:10]) == sorted(ids) and sorted(flat[10:]) == sorted(ids)
-    assert seen == [cycle_prompts(list(reversed(ids)), c, 4, seed=1) for c in range(5)], "independent of input order"
 
 
 def test_score_rollouts_attaches_verdicts_in_order():
@@ -56,7 +47,7 @@ def test_score_rollouts_attaches_verdicts_in_order():
                       "entry_point": "f", "language": "python"}}
     table = pa.Table.from_pylist([
         dict(prompt_id="p", sample_index=i, prompt="def f(x):\n", completion=c, prompt_token_ids=[1],
-             token_ids=[2], logprobs=[-0.1], policy_version=0, finish_reason="stop", engine=0, generate_s=0.1)
+             token_ids=[2], logprobs=[-0.1], policy_version=0, policy_version_last=0, finish_reason="stop", engine=0, generate_s=0.1)
         for i, c in enumerate(["    return x + 1\n", "    return x\n"])], schema=ROLLOUT_SCHEMA)
     seen = []
 
