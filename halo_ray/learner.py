@@ -405,6 +405,8 @@ class Learner:
                         metrics.update(c.metrics)
                     loss, obj_metrics = self.objective(batch)
                     metrics.update(obj_metrics)
+                    if ent is not None and "entropy" not in metrics and batch["mask"].sum() > 0:
+                        metrics["entropy"] = float((ent * batch["mask"]).sum() / batch["mask"].sum())
                     engine.backward(loss * scale)
                     if engine.is_gradient_accumulation_boundary() and cfg.zero_stage == 0:
                         # DeepSpeed computes the norm only for its ZeRO optimizers

@@ -109,7 +109,7 @@ def compare_results(results: Sequence[Mapping], names: Sequence[str]) -> dict:
 
 
 def reward_curves(run_dirs: Sequence[str | Path]) -> dict[str, list[tuple[int, float]]]:
-    """Mean ``reward_mean`` per cycle from each ``RUN/metrics.jsonl`` (records with ``cycle`` and ``reward_mean``)."""
+    """Mean ``reward_mean`` per step from each ``RUN/metrics.jsonl`` (records with ``step`` (or ``cycle``) and ``reward_mean``)."""
     from halo_ray.io import read_jsonl
 
     curves = {}
@@ -117,9 +117,10 @@ def reward_curves(run_dirs: Sequence[str | Path]) -> dict[str, list[tuple[int, f
         path = Path(run) / "metrics.jsonl"
         per_cycle: dict[int, list[float]] = {}
         for _, record in read_jsonl(path, allow_torn_tail=True):
-            if record.get("cycle") is not None and record.get("reward_mean") is not None:
-                per_cycle.setdefault(int(record["cycle"]), []).append(float(record["reward_mean"]))
+            at = record.get("cycle", record.get("step"))
+            if at is not None and record.get("reward_mean") is not None:
+                per_cycle.setdefault(int(at), []).append(float(record["reward_mean"]))
         if not per_cycle:
-            raise DataError(f"{path}: no record has both 'cycle' and 'reward_mean'")
+            raise DataError(f"{path}: no record has both 'step' and 'reward_mean'")
         curves[Path(run).name] = [(cycle, fmean(values)) for cycle, values in sorted(per_cycle.items())]
     return curves

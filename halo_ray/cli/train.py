@@ -32,24 +32,25 @@ def register(sub) -> None:
 
     raft = sub.add_parser("raft", help="streaming RAFT: generate, verify, keep the best, train, repeat")
     rsub = raft.add_subparsers(dest="raft_command", required=True, metavar="SUBCOMMAND")
-    train = rsub.add_parser("train", help="run RAFT cycles",
-                            description="Rollout actors sample, verifier pools score, learner ranks train on the "
-                                        "kept samples; weights return to the rollout by ref after each cycle. "
+    train = rsub.add_parser("train", help="run RAFT steps on the asynchronous stream",
+                            description="Rollout actors sample (up to stream.max_staleness policy versions ahead), "
+                                        "verifier pools score each chunk as it is sampled, learner ranks train on the "
+                                        "kept samples; weights return to the rollout by ref after each step. "
                                         "Writes runs/<name>/ (config, metrics, samples, checkpoints, eval).")
     train.add_argument("--model", "--checkpoint", dest="model",
                        help="policy model directory, e.g. an SFT run's final/ (model.path)")
     train.add_argument("--data", "--prompts", dest="data", help="RAFT prompts: problems file or source[#stage] (data.train)")
-    train.add_argument("--eval", help="held-out problems for pass@1 after each cycle (data.eval)")
+    train.add_argument("--eval", help="held-out problems for pass@1 every stream.eval_every steps (data.eval)")
     train.add_argument("--verifier", help="verifier name (verifier.name)")
-    train.add_argument("--cycles", type=int, help="RAFT cycles (raft.num_cycles)")
+    train.add_argument("--steps", type=int, help="learner steps (stream.num_steps)")
     train.add_argument("--output", help="run directory (default runs/raft-<time>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     add_config_args(train)
     train.set_defaults(func=run_raft)
 
-    demo = sub.add_parser("demo", help="the embedded default: tiny model, SFT, RAFT cycles, held-out pass@1 report",
+    demo = sub.add_parser("demo", help="the embedded default: tiny model, SFT, RAFT steps, held-out pass@1 report",
                           description="Builds the tiny model, SFT-trains it on the demo task family, runs RAFT "
-                                      "cycles, measures held-out pass@1 after each stage and writes "
+                                      "steps, measures held-out pass@1 after each stage and writes "
                                       "<output>/report.json and stages.png.")
     demo.add_argument("--output", help="demo directory (default runs/demo)")
     add_config_args(demo)
@@ -77,7 +78,7 @@ def run_raft(args: argparse.Namespace) -> int:
 
     config = job_config(RaftJobConfig, args, {
         "model.path": args.model, "data.train": args.data, "data.eval": args.eval, "verifier.name": args.verifier,
-        "raft.num_cycles": args.cycles, **_output(args.output)})
+        "stream.num_steps": args.steps, **_output(args.output)})
     from halo_ray import driver
     from halo_ray.driver.raft import raft
 

@@ -1,7 +1,7 @@
-"""The embedded default (``make demo``): build the tiny model, SFT warm start, RAFT cycles, report.
+"""The embedded default (``make demo``): build the tiny model, SFT warm start, RAFT steps, report.
 
-Held-out pass@1 is measured after SFT and after every RAFT cycle on (operation, constant) pairs never
-seen in SFT or RAFT; ``report.json`` compares the last cycle with the SFT stage by a paired t-test over
+Held-out pass@1 is measured after SFT and after every RAFT step on (operation, constant) pairs never
+seen in SFT or RAFT; ``report.json`` compares the last step with the SFT stage by a paired t-test over
 held-out problems, and ``stages.png`` plots the stages.
 """
 
@@ -64,9 +64,9 @@ def demo(config: DemoConfig, progress=print) -> dict:
     stages = [dict(s) for s in summary["stages"]]
     stages[0]["name"] = "sft"
     for s in stages[1:]:
-        s["name"] = s["name"].replace("cycle_", "raft_cycle_")
+        s["name"] = s["name"].replace("step_", "raft_step_")
     evals = sorted((run / "eval").glob("*.json"))
-    first = json.loads((run / "eval" / "initial.json").read_text())
+    first = json.loads((run / "eval" / "step_0000.json").read_text())
     last_name = summary["stages"][-1]["name"]
     last = json.loads((run / "eval" / f"{last_name}.json").read_text())
     base, final = per_problem_pass1(first), per_problem_pass1(last)

@@ -249,6 +249,7 @@ class Stream:
         started = time.perf_counter()
         while True:
             self.fill()
+            self._drain()  # everything already scored joins the buffer, so a step takes the oldest positions
             groups = self.buffer.take(version)
             if groups is not None:
                 end = time.perf_counter()
@@ -260,6 +261,12 @@ class Stream:
                                    f"(ready {len(self.buffer.ready)}, budget {self.buffer.budget()})")
             done, _ = ray.wait(list(self.pending), num_returns=1)
             self._receive(done[0])
+
+    def _drain(self) -> None:
+        if self.pending:
+            done, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0)
+            for ref in done:
+                self._receive(ref)
 
     def _receive(self, ref) -> None:
         by_pid, submitted = self.pending.pop(ref)

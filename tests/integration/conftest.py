@@ -25,3 +25,23 @@ def ray_session():
 
     driver.shutdown()  # the driver's cached rollout actors
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sft_model(ray_session, tiny_model, tmp_path_factory):
+    """The tiny model after a short SFT on the demo family (about 100 optimizer steps), through the
+    CLI a user runs: it writes valid Python often enough that RAFT and GRPO steps have samples to
+    learn from. Returns the ``final/`` directory."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path_factory.mktemp("sft") / "run"
+    cmd = [str(Path(sys.executable).with_name("halo-ray")), "sft", "train", "--model", tiny_model, "--data", "demo#sft",
+           "--epochs", "7", "--output", str(out), "--set", "learner.lr=0.002", "--set", "learner.micro_batch_size=32",
+           "--set", "learner.zero_stage=0", "--set", "learner.warmup_steps=10"]
+    env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return str(out / "final")

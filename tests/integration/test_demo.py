@@ -17,14 +17,14 @@ HALO_RAY = str(Path(sys.executable).with_name("halo-ray"))
 def test_demo_writes_its_report_and_pictures(ray_session, tmp_path):
     out = tmp_path / "demo"
     cmd = [HALO_RAY, "demo", "--config", str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"),
-           "--output", str(out), "--set", "sft.learner.epochs=2", "--set", "raft.raft.num_cycles=1",
+           "--output", str(out), "--set", "sft.learner.epochs=2", "--set", "raft.stream.num_steps=1",
            "--set", "raft.eval.samples=2", "--set", "raft.rollout.samples_per_prompt=2"]
     env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
     for attempt in range(2):  # a second run into the same directory starts its stages afresh
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-4000:]
     report = json.loads((out / "report.json").read_text())
-    assert [s["name"] for s in report["stages"]] == ["sft", "raft_cycle_1"]
+    assert [s["name"] for s in report["stages"]] == ["sft", "raft_step_1"]
     for stage in report["stages"]:
         assert 0 <= stage["pass_at_1"] <= 1 and sum(stage["verdicts"].values()) == 232 * 2
     comparison = report["comparison"]
@@ -35,5 +35,5 @@ def test_demo_writes_its_report_and_pictures(ray_session, tmp_path):
     for picture in ("stages.png", "verdicts.png"):
         assert (out / picture).read_bytes()[:4] == b"\x89PNG"
     metrics = (out / "raft" / "metrics.jsonl").read_text().splitlines()
-    assert len([m for m in metrics if '"cycle"' in m]) == 1, "the rerun did not append to the old run"
-    assert "[demo] RAFT cycle 1/1" in done.stdout and "RAFT vs SFT" in done.stdout
+    assert len([m for m in metrics if '"rollout/samples"' in m]) == 1, "the rerun did not append to the old run"
+    assert "[demo] RAFT step 1/1" in done.stdout and "RAFT vs SFT" in done.stdout
