@@ -231,6 +231,12 @@ class RaftJobConfig:
     cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
     logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
 
+    def validate(self) -> list[str]:
+        if self.learner.lr_schedule == "cosine":  # also refused by raft(); here so `config check` refuses it too
+            return ["learner.lr_schedule: 'cosine' needs a known number of steps; RAFT trains on what each "
+                    "cycle keeps, so use 'constant' (with learner.warmup_steps)"]
+        return []
+
 
 @dataclass(frozen=True)
 class SFTJobConfig:

@@ -23,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distributed RLVR for code LLMs: vLLM rollouts, sandboxed verifiers, DeepSpeed learners on Ray.",
     )
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="library log level on stderr (default: WARNING)")
+                        help="library log level on stderr (default: WARNING); INFO adds progress lines and actor logs")
+    from halo_ray import __version__
+
+    parser.add_argument("--version", action="version", version=f"halo-ray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"halo_ray.cli.{name}").register(sub)
@@ -43,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"halo-ray {args.command}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit:
+        signum = getattr(sys.modules.get("halo_ray.driver"), "STOPPED_BY", None)
+        if signum is None:
+            raise
+        import signal
+
+        print(f"halo-ray {args.command}: stopped by {signal.Signals(signum).name}; the run's actors were shut down",
+              file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

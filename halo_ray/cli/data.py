@@ -26,9 +26,9 @@ def register(sub) -> None:
     prep.add_argument("--output", required=True, metavar="FILE", help="output file, .jsonl or .parquet")
     prep.add_argument("--split", default="all", choices=["train", "val", "test", "all"],
                       help="which split to write (default all: every problem, each with its split field)")
-    prep.add_argument("--seed", type=int, default=42, help="split seed (default 42, seed 002)")
+    prep.add_argument("--seed", type=int, default=42, help="split seed (default 42)")
     prep.add_argument("--ratios", default="0.5,0.2,0.3", metavar="TRAIN,VAL,TEST",
-                      help="split ratios summing to 1 (default 0.5,0.2,0.3, seed 002)")
+                      help="split ratios summing to 1 (default 0.5,0.2,0.3)")
     prep.add_argument("--format", default="problems", choices=["problems", "sft"],
                       help="problems: the problem schema; sft: chat-templated prompt/completion records "
                            "from problems with reference solutions")
@@ -63,8 +63,8 @@ def register(sub) -> None:
     gen.add_argument("--n", type=int, default=1, help="completions per prompt (default 1)")
     gen.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
     gen.add_argument("--max-tokens", type=int, default=512, help="longest completion in tokens (default 512)")
-    gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8, seed 002)")
-    gen.add_argument("--top-p", type=float, default=0.95, help="nucleus threshold (default 0.95, seed 002)")
+    gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    gen.add_argument("--top-p", type=float, default=0.95, help="nucleus threshold (default 0.95)")
     gen.add_argument("--retries", type=int, default=5, help="retries per request on 429/5xx/connection errors")
     gen.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each retry")
     gen.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds")

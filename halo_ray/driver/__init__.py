@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import ray
 
+from halo_ray.errors import ClusterError
 from halo_ray.samples import concat
 from halo_ray.sections import BenchmarkJobConfig, ClusterConfig, GenerateConfig, ModelConfig, RolloutConfig, VerifierConfig
 
@@ -33,7 +34,11 @@ SAMPLING_FIELDS = ("samples_per_prompt", "temperature", "top_p", "max_new_tokens
 def init(cluster: ClusterConfig | None = None) -> None:
     """Join the cluster at ``cluster.address`` or ``RAY_ADDRESS``, else start a local session.
 
-    A session that is already up is reused.
+    Without an address the session is always a new local one (``address="local"``): a Ray address
+    file left by an earlier session, or a head started with ``ray start``, is never joined by
+    accident. A session that is already up is reused. Ray's own start-up errors become one
+    ``ClusterError`` line with the fix; SIGTERM and SIGINT stop the run's actors (``shutdown``).
+    At INFO, actor output reaches this process's stderr and the session's log folder is logged.
     """
     global _OWN_SESSION
     if ray.is_initialized():
@@ -41,14 +46,67 @@ def init(cluster: ClusterConfig | None = None) -> None:
     cluster = cluster or ClusterConfig()
     address = cluster.address or os.environ.get("RAY_ADDRESS", "")
     env = dict(WORKER_ENV)
-    if address:
-        ray.init(address=address, namespace=cluster.namespace, runtime_env={"env_vars": env})
-    else:
-        # Logical CPUs: rollout, verifier and learner actors each reserve some and take turns on a small box.
-        num_cpus = cluster.num_cpus or max(4, os.cpu_count() or 1)
-        ray.init(num_cpus=num_cpus, namespace=cluster.namespace, include_dashboard=False,
-                 runtime_env={"env_vars": env}, log_to_driver=False)
+    verbose = logging.getLogger("halo_ray").isEnabledFor(logging.INFO)
+    try:
+        if address:
+            ray.init(address=address, namespace=cluster.namespace, runtime_env={"env_vars": env},
+                     log_to_driver=verbose)
+        else:
+            # Logical CPUs: rollout, verifier and learner actors each reserve some and take turns on a small box.
+            num_cpus = cluster.num_cpus or max(4, os.cpu_count() or 1)
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                namespace=cluster.namespace,
+                include_dashboard=False,
+                runtime_env={"env_vars": env},
+                log_to_driver=verbose,
+            )
+    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+        raise ClusterError(_ray_start_error(address, exc)) from exc
     _OWN_SESSION = True
+    _handle_signals()
+    log.info("Ray session logs: %s", _session_logs())
+
+
+def _ray_start_error(address: str, exc: BaseException) -> str:
+    """One line: what failed, Ray's own words, and the fix."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if address:
+        where = "cluster.address" if os.environ.get("RAY_ADDRESS", "") != address else "RAY_ADDRESS"
+        return (f"cannot join the Ray cluster at {address!r} ({where}): {first}. Check that the head is up "
+                f"(`ray status --address {address}`), or unset RAY_ADDRESS and leave cluster.address empty "
+                "to run a local session")
+    return (f"cannot start a local Ray session: {first}. Stop leftover Ray processes (`ray stop`) "
+            "or set RAY_TMPDIR to an empty folder, then retry")
+
+
+def _session_logs() -> str:
+    try:
+        return ray._private.worker.global_worker.node.get_logs_dir_path()
+    except AttributeError:  # joined a remote cluster: its logs live on the head
+        return "on the cluster's head node (ray logs)"
+
+
+def _handle_signals() -> None:
+    """SIGTERM and SIGINT end the run through ``shutdown`` (actors stopped, own session closed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum, frame):
+        global STOPPED_BY
+        STOPPED_BY = signum  # Ray turns an exception raised inside ray.get into SystemExit(1): keep the cause
+        log.warning("received %s: stopping the run's actors", signal.Signals(signum).name)
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
 
 
 def default_model_dir() -> Path:
@@ -137,6 +195,7 @@ def split_evenly(items: list, parts: int) -> list[list]:
 
 _GROUPS: dict[tuple, RolloutGroup] = {}
 _OWN_SESSION = False  # whether init() started or joined Ray (then shutdown() disconnects)
+STOPPED_BY: int | None = None  # the signal (SIGTERM, SIGINT) that ended the run, if any
 
 
 def rollout_group(model: ModelConfig, rollout: RolloutConfig) -> RolloutGroup:

@@ -1,0 +1,104 @@
+"""Start-up that cannot be confused: a stale Ray address file, Ray's own errors, SIGTERM (real Ray, real CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+HALO_RAY = str(Path(sys.executable).with_name("halo-ray"))
+
+
+@pytest.fixture
+def ray_tmpdir():
+    """A short, private RAY_TMPDIR (Ray's socket paths must stay under 108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="hr-", dir="/tmp"))
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+def _env(tmpdir: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return dict(env, RAY_TMPDIR=str(tmpdir))
+
+
+def _session_processes(tmpdir: Path) -> list[str]:
+    """Command lines of live processes that belong to a Ray session under ``tmpdir``."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(tmpdir) in cmd:
+            out.append(f"{proc.name}: {cmd[:160]}")
+    return out
+
+
+@pytest.mark.slow
+def test_stale_address_file_does_not_break_generate(tiny_model, tmp_path, ray_tmpdir):
+    # What an earlier, killed `ray start` leaves behind: an address file with no Ray alive.
+    (ray_tmpdir / "ray").mkdir()
+    (ray_tmpdir / "ray" / "ray_current_cluster").write_text("127.0.0.1:6390\n")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": "def f(x):\n"}) + "\n")
+    out = tmp_path / "samples.jsonl"
+    done = subprocess.run([HALO_RAY, "--log-level", "INFO", "generate", "--model", tiny_model, "--prompts",
+                           str(prompts), "--output", str(out), "--n", "2", "--max-new-tokens", "8"],
+                          env=_env(ray_tmpdir), capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "num_cpus and num_gpus must not be provided" not in done.stderr
+    assert len(out.read_text().splitlines()) == 2
+    # the session's log folder is named at INFO, and it is this session's (under RAY_TMPDIR)
+    assert f"Ray session logs: {ray_tmpdir}" in done.stderr
+    time.sleep(2)
+    assert _session_processes(ray_tmpdir) == []
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_session(tiny_model, tmp_path, ray_tmpdir):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": "def f(x):\n"}) + "\n" for i in range(50)))
+    proc = subprocess.Popen([HALO_RAY, "--log-level", "INFO", "generate", "--model", tiny_model, "--prompts",
+                             str(prompts), "--output", str(tmp_path / "out.jsonl"), "--n", "64"],
+                            env=_env(ray_tmpdir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in proc.stderr:  # wait until the session is up
+            lines.append(line)
+            if "Ray session logs:" in line:
+                break
+        assert _session_processes(ray_tmpdir), "no Ray session under RAY_TMPDIR"
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, "".join(lines)[-2000:] + rest[-2000:]
+    assert "received SIGTERM" in rest
+    deadline = time.time() + 30
+    while _session_processes(ray_tmpdir) and time.time() < deadline:
+        time.sleep(1)
+    assert _session_processes(ray_tmpdir) == []
+
+
+def test_unreachable_address_is_one_line_with_the_fix(tmp_path, ray_tmpdir):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "prompt": "x"}) + "\n")
+    env = dict(_env(ray_tmpdir), RAY_ADDRESS="127.0.0.1:1")
+    done = subprocess.run([HALO_RAY, "generate", "--prompts", str(prompts), "--output", str(tmp_path / "o.jsonl")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith("halo-ray generate: error:")]
+    assert len(error) == 1 and "RAY_ADDRESS" in error[0] and "127.0.0.1:1" in error[0], done.stderr[-2000:]
