@@ -62,7 +62,8 @@ def run_benchmark(config, problems: Sequence[Mapping], generate_fn: GenerateFn |
         verify_fn: verify records (see ``verify_record``) -> results ``{id, verdict, reward, ...}``.
         samples: existing completions to score instead of generating (``--samples-file``).
     Returns:
-        The results dict (see ``score_results``), also written as JSON to ``benchmark.output`` when set;
+        The results dict (see ``score_results``) led by ``subset`` (``benchmark.problems``) and
+        ``n_problems``, also written as JSON to ``benchmark.output`` when set;
         every scored sample goes to ``benchmark.save_samples`` when set.
     """
     bench = config.benchmark
@@ -107,6 +108,8 @@ def run_benchmark(config, problems: Sequence[Mapping], generate_fn: GenerateFn |
     model = config.model.path or ("embedded tiny model" if generation_s is not None else bench.samples_file)
     report = score_results([by_id[pid] for pid in ids], grouped, bench.ks, model=model, timing=timing,
                            settings=settings)
+    # Name the problem set and its size first, so no score is read without them.
+    report = {"subset": bench.problems or "(problems given by the caller)", "n_problems": len(ids), **report}
     log.info("bench/pass_at_k=%s bench/compile_rate=%.3f bench/samples=%d bench/verifications_per_s=%.1f",
              report["pass_at_k"], report["compile_rate"], report["samples"],
              len(records) / max(verification_s, 1e-9))
@@ -121,7 +124,7 @@ def run_benchmark(config, problems: Sequence[Mapping], generate_fn: GenerateFn |
 
 
 def benchmark_from_config(config, generate_fn: GenerateFn | None = None, verify_fn: VerifyFn | None = None) -> dict:
-    """Read ``benchmark.problems`` (and ``benchmark.samples_file`` when set) and call ``run_benchmark``.
+    """Read ``benchmark.problems`` (a file or SPEC, see ``halo_ray.data.sources.problems_from_spec``; and ``benchmark.samples_file`` when set) and call ``run_benchmark``.
 
     Args:
         config: a ``BenchmarkJobConfig``.
@@ -131,12 +134,13 @@ def benchmark_from_config(config, generate_fn: GenerateFn | None = None, verify_
     Returns:
         The results dict, also written to ``benchmark.output``.
     """
-    from halo_ray.data import read_problems
+    from halo_ray.data.sources import problems_from_spec
 
     bench = config.benchmark
     if not bench.problems:
-        raise ConfigError("benchmark.problems: required: name the problems file (--problems FILE)")
-    problems = read_problems(bench.problems)
+        raise ConfigError("benchmark.problems: required: name the problems (--problems FILE or a SPEC such as "
+                          "humaneval#all, mbpp#official_test)")
+    problems = problems_from_spec(bench.problems)
     samples = read_records(bench.samples_file) if bench.samples_file else None
     if verify_fn is None:
         from halo_ray.verifiers import verify_batch

@@ -21,8 +21,10 @@ def register(sub) -> None:
         "prepare", help="write a problem set (or SFT records) with seeded train/val/test splits",
         description="Load a data source, assign each problem to train/val/test by a keyed hash of its id "
                     "(independent of input order), print the split sizes and write the chosen split.")
-    prep.add_argument("--dataset", required=True, metavar="NAME",
-                      help=f"data source, NAME or NAME:PATH. {_listing(SOURCES)}")
+    prep.add_argument("--dataset", required=True, metavar="SPEC",
+                      help=f"problems to load: SOURCE[:ARG][#PART] or FILE.jsonl/.parquet[#PART]; #PART is a "
+                           f"named subset (humaneval#all, mbpp#official_test), a stage (demo#heldout) or a split. "
+                           f"Sources: {_listing(SOURCES)}")
     prep.add_argument("--output", required=True, metavar="FILE", help="output file, .jsonl or .parquet")
     prep.add_argument("--split", default="all", choices=["train", "val", "test", "all"],
                       help="which split to write (default all: every problem, each with its split field)")
@@ -41,11 +43,14 @@ def register(sub) -> None:
                       help="--format sft: render with this tokenizer's chat template instead of ChatML")
     prep.set_defaults(func=prepare)
 
-    val = dsub.add_parser("validate", help="check a problems or preferences file against its schema",
-                          description="Report every bad record as FILE:LINE: message; exit status 1 if any.")
+    val = dsub.add_parser("validate", help="check a problems, SFT, samples or preferences file against its schema",
+                          description="Report every bad record as FILE:LINE: message; exit status 1 if any. "
+                                      "Kinds: problems (data prepare), sft (data prepare --format sft), samples "
+                                      "(generate, benchmark --save-samples), preferences (DPO pairs).")
     val.add_argument("file", metavar="FILE", help=".jsonl or .parquet file")
-    val.add_argument("--kind", default="auto", choices=["auto", "problems", "preferences"],
-                     help="schema to check (default auto: preferences when records have 'chosen')")
+    val.add_argument("--kind", default="auto", choices=["auto", "problems", "sft", "samples", "preferences"],
+                     help="schema to check (default auto, by the first record: 'chosen' means preferences, "
+                          "'prompt_id' and 'completion' samples, 'completion' sft, else problems)")
     val.set_defaults(func=validate)
 
     gen = dsub.add_parser(
@@ -74,14 +79,15 @@ def register(sub) -> None:
 
 
 def prepare(args: argparse.Namespace) -> int:
-    from halo_ray.data import assign_splits, load_source, write_problems
-    from halo_ray.data.sources import parse_mapping
+    from halo_ray.data import write_problems
+    from halo_ray.data.sources import parse_mapping, problems_from_spec
     from halo_ray.data.splits import parse_ratios
-    from halo_ray.io import write_records
+    from halo_ray.io import check_table_suffix, write_records
 
     ratios = parse_ratios(args.ratios)
-    problems = load_source(args.dataset, from_path=args.from_path, mapping=parse_mapping(args.mapping))
-    problems = assign_splits(problems, seed=args.seed, ratios=ratios)
+    check_table_suffix(args.output, "output")
+    problems = problems_from_spec(args.dataset, seed=args.seed, ratios=ratios, from_path=args.from_path,
+                                  mapping=parse_mapping(args.mapping))
     sizes = {name: sum(p.split == name for p in problems) for name in ("train", "val", "test")}
     print(f"{args.dataset}: {len(problems)} problems; seed {args.seed}, ratios {args.ratios}: "
           + ", ".join(f"{name} {count}" for name, count in sizes.items()))

@@ -217,6 +217,9 @@ def generate(config: GenerateConfig, prompts: list[dict]) -> pa.Table:
     Returns:
         A ``RolloutBatch`` Arrow table (see ``halo_ray.samples``), ordered by prompt and sample.
     """
+    from halo_ray.data.schema import check_prompts
+
+    check_prompts(prompts)  # a missing prompt_id is named here, not as a KeyError inside an actor
     init(config.cluster)
     r = config.rollout
     group = rollout_group(config.model, r)
