@@ -47,6 +47,8 @@ def init(cluster: ClusterConfig | None = None) -> None:
     address = cluster.address or os.environ.get("RAY_ADDRESS", "")
     env = dict(WORKER_ENV)
     verbose = logging.getLogger("halo_ray").isEnabledFor(logging.INFO)
+    if address:
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, namespace=cluster.namespace, runtime_env={"env_vars": env},
@@ -79,6 +81,19 @@ def _ray_start_error(address: str, exc: BaseException) -> str:
                 "to run a local session")
     return (f"cannot start a local Ray session: {first}. Stop leftover Ray processes (`ray stop`) "
             "or set RAY_TMPDIR to an empty folder, then retry")
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when a ``host:port`` address does not answer."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or address in ("auto", "local"):
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(_ray_start_error(address, exc)) from None
 
 
 def _session_logs() -> str:
