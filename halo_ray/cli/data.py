@@ -58,7 +58,7 @@ def register(sub) -> None:
         description="Each finished prompt is appended to --output as one JSON line; rerunning skips the ids "
                     "already there. API keys come from OPENAI_API_KEY / ANTHROPIC_API_KEY.")
     gen.add_argument("--prompts", required=True, metavar="FILE",
-                     help=".txt (a prompt per line) or .jsonl/.parquet with id and prompt (a problems file works)")
+                     help=".txt (a prompt per line), .jsonl/.parquet with id and prompt, or a problems SPEC (demo#heldout)")
     gen.add_argument("--backend", required=True, choices=BACKENDS.names(), help=_listing(BACKENDS))
     gen.add_argument("--model", required=True, metavar="M", help="model name (a model directory for vllm)")
     gen.add_argument("--output", required=True, metavar="FILE", help="output .jsonl (appended to)")
@@ -122,6 +122,7 @@ def validate(args: argparse.Namespace) -> int:
 def generate(args: argparse.Namespace) -> int:
     from halo_ray.data.generate import BackendOptions, make_backend, read_prompts, run_generation
 
+    prompts = read_prompts(args.prompts)  # bad records are named before any backend or actor starts
     generate_fn = None
     if args.backend == "vllm":  # our rollout actors, through the driver (the CLI may import Ray)
         from halo_ray.driver import generate as generate_fn
@@ -129,7 +130,6 @@ def generate(args: argparse.Namespace) -> int:
         model=args.model, base_url=args.base_url, max_tokens=args.max_tokens, temperature=args.temperature,
         top_p=args.top_p, timeout_s=args.timeout, retries=args.retries, backoff_s=args.backoff,
         endpoint=args.endpoint, generate_fn=generate_fn))
-    prompts = read_prompts(args.prompts)
     try:
         if sys.stderr.isatty():
             from rich.progress import Progress

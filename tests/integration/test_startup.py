@@ -58,6 +58,9 @@ def test_stale_address_file_does_not_break_generate(tiny_model, tmp_path, ray_tm
     assert done.returncode == 0, done.stderr[-3000:]
     assert "num_cpus and num_gpus must not be provided" not in done.stderr
     assert len(out.read_text().splitlines()) == 2
+    # progress outside a terminal: log lines for the engine load and the sampled prompts
+    assert "loading 1 rollout engine(s): done in" in done.stderr
+    assert "sampled 1/1 prompts (100%" in done.stderr
     # the session's log folder is named at INFO, and it is this session's (under RAY_TMPDIR)
     assert f"Ray session logs: {ray_tmpdir}" in done.stderr
     time.sleep(2)
@@ -102,3 +105,35 @@ def test_unreachable_address_is_one_line_with_the_fix(tmp_path, ray_tmpdir):
     assert "Traceback" not in done.stderr
     error = [line for line in done.stderr.splitlines() if line.startswith("halo-ray generate: error:")]
     assert len(error) == 1 and "RAY_ADDRESS" in error[0] and "127.0.0.1:1" in error[0], done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_generate_on_a_spec_feeds_verify_directly(ray_session, tiny_model, tmp_path):
+    """`generate --prompts demo#heldout` writes sample records that `verify` takes as they are (Parquet out)."""
+    from halo_ray import cli
+
+    problems = tmp_path / "two.jsonl"
+    assert cli.main(["data", "prepare", "--dataset", "demo#heldout", "--output", str(problems)]) == 0
+    problems.write_text("".join(problems.read_text().splitlines(keepends=True)[:2]))
+    samples = tmp_path / "samples.parquet"
+    assert cli.main(["generate", "--model", tiny_model, "--prompts", f"{problems}#all", "--output", str(samples),
+                     "--n", "2", "--max-new-tokens", "16"]) == 0
+    assert cli.main(["data", "validate", str(samples)]) == 0
+    results = tmp_path / "results.parquet"
+    assert cli.main(["verify", "--input", str(samples), "--output", str(results)]) == 0
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(results).to_pylist()
+    assert len(rows) == 4 and {r["sample_index"] for r in rows} == {0, 1}
+    assert all(r["verdict"] in ("SUCCESS", "WRONG_OUTPUT", "RUNTIME_ERROR", "TIMEOUT", "SYNTAX_ERROR") for r in rows)
+    # the problem's tests travelled with the samples: a test-less record would only compile and run
+    assert all(pq.read_table(samples).column("tests").to_pylist())
+
+
+def test_driver_names_a_missing_prompt_id_before_any_actor():
+    from halo_ray import driver
+    from halo_ray.errors import DataError
+    from halo_ray.sections import GenerateConfig
+
+    with pytest.raises(DataError, match=r"prompts\[0\]: needs a string 'prompt_id' \(a problem's 'id' goes in 'prompt_id'\)"):
+        driver.generate(GenerateConfig(), [{"id": "a", "prompt": "x"}])
