@@ -97,14 +97,31 @@ def _local_verify(config):
     return verify
 
 
-def _ray_verify(config):
-    from halo_ray.cli.progress import status
+def _ray_verify(config, batch_size: int = 64):
+    """Verify on one VerifierPool actor with the session's free CPUs (as ``driver.verify``), counting batches."""
+    from halo_ray.cli.progress import Progress
 
     def verify(records):
-        from halo_ray import driver
+        import ray
 
-        with status(f"verifying {len(records)} samples"):
-            return driver.verify(records, config.verifier)
+        from halo_ray.actors.verifier import start_pools
+
+        cpus = max(1.0, float(ray.available_resources().get("CPU", 1.0)))
+        pools = start_pools(config.verifier, 1, cpus)
+        try:
+            batches = [records[i:i + batch_size] for i in range(0, len(records), batch_size)]
+            refs = [pools[0].verify.remote(batch) for batch in batches]
+            size = dict(zip(refs, map(len, batches)))
+            with Progress("verified", len(records), "samples") as bar:
+                pending = list(refs)
+                while pending:
+                    ready, pending = ray.wait(pending, num_returns=1)
+                    bar.advance(size[ready[0]])
+            return [result for batch in ray.get(refs) for result in batch]
+        finally:
+            ray.get([p.close.remote() for p in pools])
+            for p in pools:
+                ray.kill(p)
 
     return verify
 

@@ -29,12 +29,15 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=title)
+        console = Console()
+        table = Table()
         for i, column in enumerate(header):
             table.add_column(column, justify="left" if i == 0 else "right", overflow="fold")
         for row in rows:
             table.add_row(*row)
-        Console().print(table)
+        if title:
+            console.print(title, style="bold", soft_wrap=True)
+        console.print(table)
         return
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     if title:
