@@ -41,8 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except HaloError as exc:
-        print(f"halo-ray {args.command}: error: {exc}", file=sys.stderr)
+        cause = getattr(exc, "cause", None)  # raised inside an actor: Ray wraps it with the remote traceback
+        print(f"halo-ray {args.command}: error: {cause if isinstance(cause, HaloError) else exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not type(exc).__module__.startswith("ray") or args.log_level == "DEBUG":
+            raise
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        print(f"halo-ray {args.command}: error: Ray: {type(exc).__name__}: {lines[-1] if lines else ''} "
+              "(actor output: --log-level INFO; full traceback: --log-level DEBUG)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"halo-ray {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -61,6 +61,7 @@ def test_stale_address_file_does_not_break_generate(tiny_model, tmp_path, ray_tm
     # progress outside a terminal: log lines for the engine load and the sampled prompts
     assert "loading 1 rollout engine(s): done in" in done.stderr
     assert "sampled 1/1 prompts (100%" in done.stderr
+    assert "(RolloutActor pid=" in done.stderr  # the engine's own log reaches the terminal at INFO
     # the session's log folder is named at INFO, and it is this session's (under RAY_TMPDIR)
     assert f"Ray session logs: {ray_tmpdir}" in done.stderr
     time.sleep(2)
@@ -137,3 +138,22 @@ def test_driver_names_a_missing_prompt_id_before_any_actor():
 
     with pytest.raises(DataError, match=r"prompts\[0\]: needs a string 'prompt_id' \(a problem's 'id' goes in 'prompt_id'\)"):
         driver.generate(GenerateConfig(), [{"id": "a", "prompt": "x"}])
+
+
+def test_errors_from_ray_mid_run_are_one_line(monkeypatch, capsys):
+    """A Ray error after start-up (an actor died, a timeout) is one line with where to look; DEBUG keeps the traceback."""
+    import ray.exceptions
+
+    from halo_ray import cli
+    from halo_ray.cli import verify
+
+    def boom(args):
+        raise ray.exceptions.GetTimeoutError("Get timed out: some object(s) not ready.\nlast words")
+
+    monkeypatch.setattr(verify, "run", boom)
+    assert cli.main(["verify", "--input", "x.jsonl", "--output", "y.jsonl"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["halo-ray verify: error: Ray: GetTimeoutError: last words (actor output: --log-level INFO; "
+                   "full traceback: --log-level DEBUG)"]
+    with pytest.raises(ray.exceptions.GetTimeoutError):
+        cli.main(["--log-level", "DEBUG", "verify", "--input", "x.jsonl", "--output", "y.jsonl"])
