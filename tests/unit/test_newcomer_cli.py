@@ -315,3 +315,11 @@ def test_progress_is_log_lines_outside_a_terminal(tmp_path):
     quiet = subprocess.run([HALO_RAY, "verify", "--input", str(samples), "--output", str(tmp_path / "r.jsonl")],
                            capture_output=True, text=True, timeout=120)
     assert "halo_ray.cli" not in quiet.stderr  # the default level keeps logs quiet
+
+
+def test_a_bad_samples_file_line_is_named(capsys, tmp_path):
+    samples = humaneval_samples(tmp_path / "samples.jsonl", count=1)
+    with samples.open("a") as fh:
+        fh.write("\n" + json.dumps({"prompt_id": "HumanEval/999", "completion": "x"}) + "\n")
+    code, _, err = run(capsys, "benchmark", "run", "--problems", "humaneval#all", "--samples-file", str(samples))
+    assert code == 2 and f"{samples}:4: prompt_id 'HumanEval/999' is not in the problems file" in err
