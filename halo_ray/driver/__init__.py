@@ -79,8 +79,8 @@ def _ray_start_error(address: str, exc: BaseException) -> str:
         return (f"cannot join the Ray cluster at {address!r} ({where}): {first}. Check that the head is up "
                 f"(`ray status --address {address}`), or unset RAY_ADDRESS and leave cluster.address empty "
                 "to run a local session")
-    return (f"cannot start a local Ray session: {first}. Stop leftover Ray processes (`ray stop`) "
-            "or set RAY_TMPDIR to an empty folder, then retry")
+    return (f"cannot start a local Ray session: {first}. Set RAY_TMPDIR to an empty folder of your own "
+            "(a short path) and retry; leftover Ray processes of an earlier run are listed by `ps -ef | grep raylet`")
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -121,7 +121,19 @@ def _handle_signals() -> None:
         raise SystemExit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
+        _PREVIOUS_HANDLERS.setdefault(signum, signal.getsignal(signum))
         signal.signal(signum, stop)
+
+
+def _restore_signals() -> None:
+    import signal
+
+    for signum, handler in _PREVIOUS_HANDLERS.items():
+        try:
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        except ValueError:  # not the main thread
+            return
+    _PREVIOUS_HANDLERS.clear()
 
 
 def default_model_dir() -> Path:
@@ -211,6 +223,7 @@ def split_evenly(items: list, parts: int) -> list[list]:
 _GROUPS: dict[tuple, RolloutGroup] = {}
 _OWN_SESSION = False  # whether init() started or joined Ray (then shutdown() disconnects)
 STOPPED_BY: int | None = None  # the signal (SIGTERM, SIGINT) that ended the run, if any
+_PREVIOUS_HANDLERS: dict = {}  # signal handlers init() replaced; shutdown() puts them back
 
 
 def rollout_group(model: ModelConfig, rollout: RolloutConfig) -> RolloutGroup:
@@ -280,3 +293,4 @@ def shutdown() -> None:
     if _OWN_SESSION and ray.is_initialized():
         ray.shutdown()
     _OWN_SESSION = False
+    _restore_signals()
