@@ -64,9 +64,20 @@ def sample(config, prompts: list[dict]):
     return concat(ray.get(refs))
 
 
+def with_problem_fields(table, records: dict):
+    """``table`` with the ``CHECK_FIELDS`` columns its prompts' records carry appended (the engine's columns keep their types)."""
+    import pyarrow as pa
+
+    ids = table.column("prompt_id").to_pylist()
+    for key in CHECK_FIELDS:
+        if any(key in record for record in records.values()):
+            table = table.append_column(key, pa.array([records[pid].get(key) for pid in ids]))
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
     from halo_ray.data.generate import read_prompts
-    from halo_ray.io import check_table_suffix, write_records
+    from halo_ray.io import check_table_suffix, write_table
     from halo_ray.sections import GenerateConfig
 
     config = job_config(GenerateConfig, args, {
@@ -89,10 +100,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         driver.shutdown()
     elapsed = time.perf_counter() - started
-    rows = [{**row, **{k: records[row["prompt_id"]][k] for k in CHECK_FIELDS if k in records[row["prompt_id"]]}}
-            for row in table.to_pylist()]
-    write_records(args.output, rows)
-    tokens = sum(len(row["token_ids"]) for row in rows)
-    print(f"wrote {len(rows)} samples for {len(prompts)} prompts to {args.output} "
+    table = with_problem_fields(table, records)
+    write_table(args.output, table)
+    tokens = sum(len(t) for t in table.column("token_ids").to_pylist())
+    print(f"wrote {table.num_rows} samples for {len(prompts)} prompts to {args.output} "
           f"({tokens} tokens, {elapsed:.1f} s including engine start)")
     return 0
