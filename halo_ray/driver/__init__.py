@@ -40,9 +40,10 @@ def init(cluster: ClusterConfig | None = None) -> None:
     ``ClusterError`` line with the fix; SIGTERM and SIGINT stop the run's actors (``shutdown``).
     At INFO, actor output reaches this process's stderr and the session's log folder is logged.
     """
-    global _OWN_SESSION
+    global _OWN_SESSION, STOPPED_BY
     if ray.is_initialized():
         return
+    STOPPED_BY = None
     cluster = cluster or ClusterConfig()
     address = cluster.address or os.environ.get("RAY_ADDRESS", "")
     env = dict(WORKER_ENV)

@@ -19,7 +19,7 @@ HALO_RAY = str(Path(sys.executable).with_name("halo-ray"))
 @pytest.fixture
 def ray_tmpdir():
     """A short, private RAY_TMPDIR (Ray's socket paths must stay under 108 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="hr-", dir="/tmp"))
+    path = Path(tempfile.mkdtemp(prefix="halo-startup-", dir="/tmp"))
     yield path
     subprocess.run(["rm", "-rf", str(path)], check=False)
 
@@ -39,7 +39,7 @@ def _session_processes(tmpdir: Path) -> list[str]:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if str(tmpdir) in cmd:
+        if f"{tmpdir}/" in cmd or cmd.rstrip().endswith(str(tmpdir)):
             out.append(f"{proc.name}: {cmd[:160]}")
     return out
 
@@ -157,3 +157,33 @@ def test_errors_from_ray_mid_run_are_one_line(monkeypatch, capsys):
                    "full traceback: --log-level DEBUG)"]
     with pytest.raises(ray.exceptions.GetTimeoutError):
         cli.main(["--log-level", "DEBUG", "verify", "--input", "x.jsonl", "--output", "y.jsonl"])
+
+
+def _kill(pids: list[int]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
+
+
+@pytest.mark.slow
+def test_a_ray_start_head_is_not_joined_by_accident(tiny_model, tmp_path, ray_tmpdir):
+    started = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--num-cpus", "1", "--include-dashboard=false",
+                              "--disable-usage-stats"], env=_env(ray_tmpdir), capture_output=True, text=True,
+                             timeout=180)
+    head = [int(line.split(":")[0]) for line in _session_processes(ray_tmpdir)]
+    try:
+        assert started.returncode == 0, started.stderr[-2000:]
+        assert (ray_tmpdir / "ray" / "ray_current_cluster").is_file()
+        prompts = tmp_path / "prompts.jsonl"
+        prompts.write_text(json.dumps({"id": "a", "prompt": "def f(x):\n"}) + "\n")
+        done = subprocess.run([HALO_RAY, "--log-level", "INFO", "generate", "--model", tiny_model, "--prompts",
+                               str(prompts), "--output", str(tmp_path / "o.jsonl"), "--n", "1", "--max-new-tokens",
+                               "4"], env=_env(ray_tmpdir), capture_output=True, text=True, timeout=400)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Started a local Ray instance" in done.stderr and "Connecting to existing Ray cluster" not in done.stderr
+    finally:
+        _kill(head + [int(line.split(":")[0]) for line in _session_processes(ray_tmpdir)])
