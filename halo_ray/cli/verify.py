@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from halo_ray.config import from_dict
     from halo_ray.errors import ConfigError, DataError
     from halo_ray.cli.progress import Progress
-    from halo_ray.io import check_table_suffix, write_records
+    from halo_ray.io import check_table_suffix
     from halo_ray.sections import VerifierConfig
     from halo_ray.verifiers import verify_batch
     from halo_ray.verifiers.pool import plan_request
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         for key in ("prompt_id", "sample_index"):
             if key in record:
                 result.setdefault(key, record[key])
-    write_records(args.output, results)
+    write_results(args.output, results)
     elapsed = time.monotonic() - start
     counts = collections.Counter(r["verdict"] for r in results)
     summary = ", ".join(f"{v} {n}" for v, n in counts.most_common())
@@ -120,3 +120,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"verified {len(results)} records in {elapsed:.1f}s ({rate:.1f}/s): {summary or 'nothing'}; "
           f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def write_results(path: str, results: list[dict]) -> None:
+    """JSONL or Parquet by extension; in Parquet ``reward_components`` is a string->double map (as in a
+    ``ScoredBatch``), so verifiers with different components do not share one padded struct."""
+    from halo_ray.io import check_table_suffix, write_records, write_table
+
+    if check_table_suffix(path, "output") == ".jsonl" or not results:
+        write_records(path, results)
+        return
+    import pyarrow as pa
+
+    schema = pa.Table.from_pylist(results).schema
+    i = schema.get_field_index("reward_components")
+    if i >= 0:
+        schema = schema.set(i, pa.field("reward_components", pa.map_(pa.string(), pa.float64())))
+    write_table(path, pa.Table.from_pylist(results, schema=schema))
