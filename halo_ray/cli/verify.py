@@ -13,7 +13,7 @@ def register(sub) -> None:
 
     names = VERIFIERS.names()
     parser = sub.add_parser(
-        "verify", help="verify programs from a JSONL file in warm bubblewrap sandboxes",
+        "verify", help="verify programs or generated samples (JSONL or Parquet) in warm bubblewrap sandboxes",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Input records (JSONL or Parquet): id, language (python by default; c, cpp, rust, go), code, and either tests "
                     "(Python run after the code), test_cases ([{\"input\", \"output\"}]) or neither (compile and "
