@@ -218,12 +218,38 @@ def load_config(cls: type[C], path: str | os.PathLike | None = None, overrides: 
         path: a YAML file mirroring ``cls`` (optional).
         overrides: ``dotted.key=value`` strings, applied last.
         base: values applied after the file and before the overrides (CLI shortcut flags).
+    Raises:
+        ConfigError listing every problem, each labelled with where its value came from: the
+        ``--set KEY=VALUE`` that gave it, or the file.
     """
     data = read_yaml(path) if path else {}
     for dotted, value in (base or {}).items():
         set_path(data, dotted.split("."), value)
-    data = merge_overrides(data, overrides)
-    return from_dict(cls, data, source=str(path) if path else "")
+    sets = []
+    for text in overrides:
+        keys, value = parse_override(text)
+        set_path(data, keys, value)
+        sets.append((".".join(keys), text))
+    errors: list[str] = []
+    obj = _build(cls, data, "", errors)
+    if errors:
+        raise ConfigError([_origin(e, str(path) if path else "", sets, base or {}) + e for e in errors])
+    return obj
+
+
+def _origin(error: str, path: str, sets: list[tuple[str, str]], base: dict) -> str:
+    """``"--set KEY=VALUE: "`` when the error's key came from an override, else ``"FILE: "`` (or nothing)."""
+    key = error.split(":", 1)[0].strip()
+
+    def touches(dotted: str) -> bool:
+        return dotted == key or key.startswith((dotted + ".", dotted + "[")) or dotted.startswith(key + ".")
+
+    for dotted, text in reversed(sets):  # the last override of a key wins, so it is the one to name
+        if touches(dotted):
+            return f"--set {text}: "
+    if any(touches(dotted) for dotted in base):
+        return "command line: "
+    return f"{path}: " if path else ""
 
 
 def to_dict(cfg: Any) -> dict:

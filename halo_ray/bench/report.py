@@ -35,18 +35,23 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_pass_at_k(stages: Sequence[Mapping], path: Path) -> Path:
-    """Grouped bars: pass@k of each stage, one group per k."""
+    """Grouped bars: pass@k of each stage, one group per k, with 95% confidence bars over problems and n."""
     plt = _pyplot()
     ks = list(stages[0]["pass_at_k"])
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(ks) * len(stages) ** 0.5, 3.6))
     width = 0.8 / len(stages)
     for i, stage in enumerate(stages):
         xs = [j + (i - (len(stages) - 1) / 2) * width for j in range(len(ks))]
-        ax.bar(xs, [stage["pass_at_k"].get(k, 0.0) for k in ks], width, label=stage["name"])
+        values = [stage["pass_at_k"].get(k, 0.0) for k in ks]
+        cis = [(stage.get("pass_at_k_ci") or {}).get(k) for k in ks]
+        err = [[v - ci[0] if ci else 0.0 for v, ci in zip(values, cis)],
+               [ci[1] - v if ci else 0.0 for v, ci in zip(values, cis)]]
+        ax.bar(xs, values, width, yerr=err, capsize=3, label=f"{stage['name']} (n={stage['problems']})")
     ax.set_xticks(range(len(ks)), [f"pass@{k}" for k in ks])
     ax.set_ylim(0, 1)
-    ax.set_ylabel("mean over problems")
-    ax.set_title("pass@k per stage")
+    ax.set_ylabel("mean over problems (95% CI)")
+    subsets = sorted({str(s.get("subset", "?")) for s in stages})
+    ax.set_title(f"pass@k per stage on {', '.join(subsets)}", fontsize="medium")
     ax.legend(fontsize="small")
     return _save(fig, path)
 
@@ -70,11 +75,16 @@ def plot_verdicts(stages: Sequence[Mapping], path: Path) -> Path:
 
 
 def plot_rewards(curves: Mapping[str, Sequence[tuple[int, float]]], path: Path) -> Path:
-    """One line per run: mean reward per cycle."""
+    """One line per run: mean reward per cycle (whole-number cycles, the y axis from 0)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for name, points in curves.items():
         ax.plot([c for c, _ in points], [r for _, r in points], marker="o", label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    top = max([r for points in curves.values() for _, r in points] + [1.0])
+    ax.set_ylim(0, top * 1.05)
     ax.set_xlabel("cycle")
     ax.set_ylabel("mean reward")
     ax.set_title("reward per cycle")
@@ -83,12 +93,20 @@ def plot_rewards(curves: Mapping[str, Sequence[tuple[int, float]]], path: Path) 
 
 
 def plot_stage_curve(stages: Sequence[Mapping], path: Path, title: str = "held-out pass@1 per stage") -> Path:
-    """pass@1 of successive stages of one run (SFT, then each RAFT cycle) as a line with values."""
+    """pass@1 of successive stages of one run (SFT, then each RAFT cycle) as a line with values.
+
+    A stage may carry ``problems`` (n, shown in the title) and ``pass_at_1_ci`` ([low, high], drawn as a bar).
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.8 + 1.0 * len(stages), 3.6))
     names = [s["name"] for s in stages]
     values = [s["pass_at_1"] for s in stages]
-    ax.plot(range(len(stages)), values, marker="o")
+    cis = [s.get("pass_at_1_ci") for s in stages]  # [low, high] when the stage carries it
+    err = [[v - ci[0] if ci else 0.0 for v, ci in zip(values, cis)], [ci[1] - v if ci else 0.0 for v, ci in zip(values, cis)]]
+    ax.errorbar(range(len(stages)), values, yerr=err if any(cis) else None, marker="o", capsize=3)
+    ns = {s.get("problems") for s in stages} - {None}
+    if ns:
+        title = f"{title} (n={', '.join(map(str, sorted(ns)))} problems)"
     for i, v in enumerate(values):
         ax.annotate(f"{v:.3f}", (i, v), textcoords="offset points", xytext=(0, 7), ha="center", fontsize="small")
     ax.set_xticks(range(len(stages)), names, rotation=20)
@@ -125,8 +143,8 @@ def test_rows(comparison: Mapping) -> tuple[list[str], list[list[str]]]:
 
 def stage_rows(comparison: Mapping) -> tuple[list[str], list[list[str]]]:
     ks = list(comparison["stages"][0]["pass_at_k"])
-    header = ["stage", "model", "problems", "samples", *[f"pass@{k}" for k in ks], "compile rate", *VERDICTS]
-    rows = [[s["name"], str(s["model"]), str(s["problems"]), str(s["samples"]),
+    header = ["stage", "model", "subset", "problems", "samples", *[f"pass@{k}" for k in ks], "compile rate", *VERDICTS]
+    rows = [[s["name"], str(s["model"]), str(s.get("subset", "?")), str(s["problems"]), str(s["samples"]),
              *[_fmt(s["pass_at_k"].get(k)) for k in ks], _fmt(s["compile_rate"]),
              *[str(s["verdicts"].get(v, 0)) for v in VERDICTS]] for s in comparison["stages"]]
     return header, rows

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from halo_ray.bench.score import score_results, verify_record
 from halo_ray.errors import ConfigError, DataError
-from halo_ray.io import read_records, write_json, write_records
+from halo_ray.io import write_json, write_records
 
 log = logging.getLogger(__name__)
 
@@ -24,33 +24,38 @@ def _rows(table: Any) -> list[dict]:
     return table.to_pylist() if hasattr(table, "to_pylist") else list(table)
 
 
-def normalize_samples(samples: Sequence[Mapping], problem_ids: set[str], source: str = "samples") -> list[dict]:
+def normalize_samples(samples: Sequence[Mapping], problem_ids: set[str], source: str = "samples",
+                      lines: Sequence[int] | None = None) -> list[dict]:
     """Check samples and give each ``prompt_id``, ``sample_index`` and ``completion``.
 
     ``prompt_id`` may be spelled ``id``; a missing ``sample_index`` counts up per problem in file order.
-    Raises DataError naming the record for a missing field, an unknown problem id or a repeated index.
+    Raises DataError naming the record (``FILE:LINE`` when ``lines`` gives each record's line) for a
+    missing field, an unknown problem id or a repeated index.
     """
+    def where(number: int) -> str:
+        return f"{source}:{number}" if lines else f"{source}: record {number}"
+
     out, seen, next_index = [], set(), {}
-    for number, sample in enumerate(samples, start=1):
+    for number, sample in zip(lines or range(1, len(samples) + 1), samples):
         pid = sample.get("prompt_id", sample.get("id"))
         if pid is None or not isinstance(sample.get("completion"), str):
-            raise DataError(f"{source}: record {number}: needs prompt_id (or id) and a string completion, "
+            raise DataError(f"{where(number)}: needs prompt_id (or id) and a string completion, "
                             f"got keys {sorted(sample)}")
         pid = str(pid)
         if pid not in problem_ids:
-            raise DataError(f"{source}: record {number}: prompt_id {pid!r} is not in the problems file")
+            raise DataError(f"{where(number)}: prompt_id {pid!r} is not in the problems file")
         index = sample.get("sample_index")
         index = next_index.get(pid, 0) if index is None else int(index)
         next_index[pid] = max(next_index.get(pid, 0), index + 1)
         if (pid, index) in seen:
-            raise DataError(f"{source}: record {number}: sample {index} of {pid!r} appears twice")
+            raise DataError(f"{where(number)}: sample {index} of {pid!r} appears twice")
         seen.add((pid, index))
         out.append({"prompt_id": pid, "sample_index": index, "completion": sample["completion"]})
     return out
 
 
 def run_benchmark(config, problems: Sequence[Mapping], generate_fn: GenerateFn | None, verify_fn: VerifyFn,
-                  samples: Sequence[Mapping] | None = None) -> dict:
+                  samples: Sequence[Mapping] | None = None, sample_lines: Sequence[int] | None = None) -> dict:
     """Benchmark a model (or a file of samples) on problems and write ``config.benchmark.output``.
 
     Args:
@@ -61,8 +66,10 @@ def run_benchmark(config, problems: Sequence[Mapping], generate_fn: GenerateFn |
             ``sample_index``, ``completion``; unused when ``samples`` is given.
         verify_fn: verify records (see ``verify_record``) -> results ``{id, verdict, reward, ...}``.
         samples: existing completions to score instead of generating (``--samples-file``).
+        sample_lines: the file line of each of ``samples``, for errors (optional).
     Returns:
-        The results dict (see ``score_results``), also written as JSON to ``benchmark.output`` when set;
+        The results dict (see ``score_results``) led by ``subset`` (``benchmark.problems``) and
+        ``n_problems``, also written as JSON to ``benchmark.output`` when set;
         every scored sample goes to ``benchmark.save_samples`` when set.
     """
     bench = config.benchmark
@@ -83,7 +90,7 @@ def run_benchmark(config, problems: Sequence[Mapping], generate_fn: GenerateFn |
         source = "generated samples"
     else:
         source = bench.samples_file or "samples"
-    samples = sorted(normalize_samples(samples, set(ids), source), key=lambda s: (s["prompt_id"], s["sample_index"]))
+    samples = sorted(normalize_samples(samples, set(ids), source, sample_lines if generation_s is None else None), key=lambda s: (s["prompt_id"], s["sample_index"]))
     records = [verify_record(by_id[s["prompt_id"]], s["completion"], f"{s['prompt_id']}#{s['sample_index']}")
                for s in samples]
     verify_start = time.perf_counter()
@@ -107,6 +114,8 @@ def run_benchmark(config, problems: Sequence[Mapping], generate_fn: GenerateFn |
     model = config.model.path or ("embedded tiny model" if generation_s is not None else bench.samples_file)
     report = score_results([by_id[pid] for pid in ids], grouped, bench.ks, model=model, timing=timing,
                            settings=settings)
+    # Name the problem set and its size first, so no score is read without them.
+    report = {"subset": bench.problems or "(problems given by the caller)", "n_problems": len(ids), **report}
     log.info("bench/pass_at_k=%s bench/compile_rate=%.3f bench/samples=%d bench/verifications_per_s=%.1f",
              report["pass_at_k"], report["compile_rate"], report["samples"],
              len(records) / max(verification_s, 1e-9))
@@ -121,7 +130,7 @@ def run_benchmark(config, problems: Sequence[Mapping], generate_fn: GenerateFn |
 
 
 def benchmark_from_config(config, generate_fn: GenerateFn | None = None, verify_fn: VerifyFn | None = None) -> dict:
-    """Read ``benchmark.problems`` (and ``benchmark.samples_file`` when set) and call ``run_benchmark``.
+    """Read ``benchmark.problems`` (a file or SPEC, see ``halo_ray.data.sources.problems_from_spec``; and ``benchmark.samples_file`` when set) and call ``run_benchmark``.
 
     Args:
         config: a ``BenchmarkJobConfig``.
@@ -131,17 +140,27 @@ def benchmark_from_config(config, generate_fn: GenerateFn | None = None, verify_
     Returns:
         The results dict, also written to ``benchmark.output``.
     """
-    from halo_ray.data import read_problems
+    from halo_ray.data.sources import problems_from_spec
 
     bench = config.benchmark
     if not bench.problems:
-        raise ConfigError("benchmark.problems: required: name the problems file (--problems FILE)")
-    problems = read_problems(bench.problems)
-    samples = read_records(bench.samples_file) if bench.samples_file else None
+        raise ConfigError("benchmark.problems: required: name the problems (--problems FILE or a SPEC such as "
+                          "humaneval#all, mbpp#official_test)")
+    problems = problems_from_spec(bench.problems)
+    samples = lines = None
+    if bench.samples_file:
+        from halo_ray.data.schema import iter_file
+
+        numbered = []
+        for line, record, error in iter_file(bench.samples_file):
+            if error:
+                raise DataError(f"{bench.samples_file}:{line}: {error}")
+            numbered.append((line, record))
+        lines, samples = [n for n, _ in numbered], [r for _, r in numbered]
     if verify_fn is None:
         from halo_ray.verifiers import verify_batch
 
         def verify_fn(records):
             return verify_batch(records, config.verifier)
 
-    return run_benchmark(config, problems, generate_fn, verify_fn, samples=samples)
+    return run_benchmark(config, problems, generate_fn, verify_fn, samples=samples, sample_lines=lines)

@@ -19,3 +19,28 @@ def job_config(cls: type, args: argparse.Namespace, shortcuts: dict[str, Any]) -
     """Load ``cls`` from ``--config``, then shortcut flags (dotted key -> value, None = not given), then ``--set``."""
     base = {key: value for key, value in shortcuts.items() if value is not None}
     return load_config(cls, args.config, args.overrides, base=base)
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A table on stdout: rich boxes on a terminal; plain aligned columns when piped (nothing wraps or is cut)."""
+    import sys
+
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        table = Table()
+        for i, column in enumerate(header):
+            table.add_column(column, justify="left" if i == 0 else "right", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        if title:
+            console.print(title, style="bold", soft_wrap=True)
+        console.print(table)
+        return
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    if title:
+        print(title)
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -30,9 +30,31 @@ def show_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a job refuses at start beyond loading its config (which every command shares); `config check`
+# runs the same list. RaftJobConfig.validate and friends hold the checks that loading already makes.
+JOB_REQUIREMENTS = {
+    "raft": [("data.train", lambda c: c.data.train,
+              "name the RAFT prompts (a problems file or a source such as demo#raft)")],
+    "sft": [("data.train", lambda c: c.data.train,
+             "name the SFT problems (with reference solutions), e.g. demo#sft")],
+    "benchmark": [("benchmark.problems", lambda c: c.benchmark.problems,
+                   "name the problems (a file or a SPEC such as humaneval#all)")],
+}
+
+
+def requirement_errors(job: str, config) -> list[str]:
+    """What ``job`` would refuse at start for ``config`` (empty when it would start)."""
+    return [f"{key}: required: {fix}" for key, present, fix in JOB_REQUIREMENTS.get(job, []) if not present(config)]
+
+
 def check_config(args: argparse.Namespace) -> int:
     from halo_ray.config import dump_yaml, load_config
+    from halo_ray.errors import ConfigError
     from halo_ray.sections import JOB_CONFIGS
 
-    print(dump_yaml(load_config(JOB_CONFIGS[args.job], args.config, args.overrides)), end="")
+    config = load_config(JOB_CONFIGS[args.job], args.config, args.overrides)
+    problems = requirement_errors(args.job, config)
+    if problems:
+        raise ConfigError(problems)
+    print(dump_yaml(config), end="")
     return 0

@@ -21,14 +21,16 @@ def register(sub) -> None:
         "prepare", help="write a problem set (or SFT records) with seeded train/val/test splits",
         description="Load a data source, assign each problem to train/val/test by a keyed hash of its id "
                     "(independent of input order), print the split sizes and write the chosen split.")
-    prep.add_argument("--dataset", required=True, metavar="NAME",
-                      help=f"data source, NAME or NAME:PATH. {_listing(SOURCES)}")
+    prep.add_argument("--dataset", required=True, metavar="SPEC",
+                      help=f"problems to load: SOURCE[:ARG][#PART] or FILE.jsonl/.parquet[#PART]; #PART is a "
+                           f"named subset (humaneval#all, mbpp#official_test), a stage (demo#heldout) or a split. "
+                           f"Sources: {_listing(SOURCES)}")
     prep.add_argument("--output", required=True, metavar="FILE", help="output file, .jsonl or .parquet")
     prep.add_argument("--split", default="all", choices=["train", "val", "test", "all"],
                       help="which split to write (default all: every problem, each with its split field)")
-    prep.add_argument("--seed", type=int, default=42, help="split seed (default 42, seed 002)")
+    prep.add_argument("--seed", type=int, default=42, help="split seed (default 42)")
     prep.add_argument("--ratios", default="0.5,0.2,0.3", metavar="TRAIN,VAL,TEST",
-                      help="split ratios summing to 1 (default 0.5,0.2,0.3, seed 002)")
+                      help="split ratios summing to 1 (default 0.5,0.2,0.3)")
     prep.add_argument("--format", default="problems", choices=["problems", "sft"],
                       help="problems: the problem schema; sft: chat-templated prompt/completion records "
                            "from problems with reference solutions")
@@ -41,11 +43,14 @@ def register(sub) -> None:
                       help="--format sft: render with this tokenizer's chat template instead of ChatML")
     prep.set_defaults(func=prepare)
 
-    val = dsub.add_parser("validate", help="check a problems or preferences file against its schema",
-                          description="Report every bad record as FILE:LINE: message; exit status 1 if any.")
+    val = dsub.add_parser("validate", help="check a problems, SFT, samples or preferences file against its schema",
+                          description="Report every bad record as FILE:LINE: message; exit status 1 if any. "
+                                      "Kinds: problems (data prepare), sft (data prepare --format sft), samples "
+                                      "(generate, benchmark --save-samples), preferences (DPO pairs).")
     val.add_argument("file", metavar="FILE", help=".jsonl or .parquet file")
-    val.add_argument("--kind", default="auto", choices=["auto", "problems", "preferences"],
-                     help="schema to check (default auto: preferences when records have 'chosen')")
+    val.add_argument("--kind", default="auto", choices=["auto", "problems", "sft", "samples", "preferences"],
+                     help="schema to check (default auto, by the first record: 'chosen' means preferences, "
+                          "'prompt_id' and 'completion' samples, 'completion' sft, else problems)")
     val.set_defaults(func=validate)
 
     gen = dsub.add_parser(
@@ -53,7 +58,7 @@ def register(sub) -> None:
         description="Each finished prompt is appended to --output as one JSON line; rerunning skips the ids "
                     "already there. API keys come from OPENAI_API_KEY / ANTHROPIC_API_KEY.")
     gen.add_argument("--prompts", required=True, metavar="FILE",
-                     help=".txt (a prompt per line) or .jsonl/.parquet with id and prompt (a problems file works)")
+                     help=".txt (a prompt per line), .jsonl/.parquet with id and prompt, or a problems SPEC (demo#heldout)")
     gen.add_argument("--backend", required=True, choices=BACKENDS.names(), help=_listing(BACKENDS))
     gen.add_argument("--model", required=True, metavar="M", help="model name (a model directory for vllm)")
     gen.add_argument("--output", required=True, metavar="FILE", help="output .jsonl (appended to)")
@@ -63,8 +68,8 @@ def register(sub) -> None:
     gen.add_argument("--n", type=int, default=1, help="completions per prompt (default 1)")
     gen.add_argument("--concurrency", type=int, default=4, help="requests in flight at once (default 4)")
     gen.add_argument("--max-tokens", type=int, default=512, help="longest completion in tokens (default 512)")
-    gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8, seed 002)")
-    gen.add_argument("--top-p", type=float, default=0.95, help="nucleus threshold (default 0.95, seed 002)")
+    gen.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    gen.add_argument("--top-p", type=float, default=0.95, help="nucleus threshold (default 0.95)")
     gen.add_argument("--retries", type=int, default=5, help="retries per request on 429/5xx/connection errors")
     gen.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each retry")
     gen.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds")
@@ -74,14 +79,15 @@ def register(sub) -> None:
 
 
 def prepare(args: argparse.Namespace) -> int:
-    from halo_ray.data import assign_splits, load_source, write_problems
-    from halo_ray.data.sources import parse_mapping
+    from halo_ray.data import write_problems
+    from halo_ray.data.sources import parse_mapping, problems_from_spec
     from halo_ray.data.splits import parse_ratios
-    from halo_ray.io import write_records
+    from halo_ray.io import check_table_suffix, write_records
 
     ratios = parse_ratios(args.ratios)
-    problems = load_source(args.dataset, from_path=args.from_path, mapping=parse_mapping(args.mapping))
-    problems = assign_splits(problems, seed=args.seed, ratios=ratios)
+    check_table_suffix(args.output, "output")
+    problems = problems_from_spec(args.dataset, seed=args.seed, ratios=ratios, from_path=args.from_path,
+                                  mapping=parse_mapping(args.mapping))
     sizes = {name: sum(p.split == name for p in problems) for name in ("train", "val", "test")}
     print(f"{args.dataset}: {len(problems)} problems; seed {args.seed}, ratios {args.ratios}: "
           + ", ".join(f"{name} {count}" for name, count in sizes.items()))
@@ -116,6 +122,7 @@ def validate(args: argparse.Namespace) -> int:
 def generate(args: argparse.Namespace) -> int:
     from halo_ray.data.generate import BackendOptions, make_backend, read_prompts, run_generation
 
+    prompts = read_prompts(args.prompts)  # bad records are named before any backend or actor starts
     generate_fn = None
     if args.backend == "vllm":  # our rollout actors, through the driver (the CLI may import Ray)
         from halo_ray.driver import generate as generate_fn
@@ -123,7 +130,6 @@ def generate(args: argparse.Namespace) -> int:
         model=args.model, base_url=args.base_url, max_tokens=args.max_tokens, temperature=args.temperature,
         top_p=args.top_p, timeout_s=args.timeout, retries=args.retries, backoff_s=args.backoff,
         endpoint=args.endpoint, generate_fn=generate_fn))
-    prompts = read_prompts(args.prompts)
     try:
         if sys.stderr.isatty():
             from rich.progress import Progress

@@ -19,8 +19,10 @@ def register(sub) -> None:
 
 
 def init_tiny(args: argparse.Namespace) -> int:
+    from halo_ray.cli.progress import status
     from halo_ray.tiny import init_tiny as build
 
-    out = build(args.output, seed=args.seed, size=args.size)
+    with status(f"building the {args.size} model (tokenizer, weights) in {args.output}"):
+        out = build(args.output, seed=args.seed, size=args.size)
     print(f"wrote {args.size} model (seed {args.seed}) to {out}")
     return 0

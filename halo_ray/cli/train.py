@@ -24,7 +24,7 @@ def register(sub) -> None:
                             description="SFT with DeepSpeed learner ranks on Ray. Writes <output>/final in "
                                         "Hugging Face format, metrics.jsonl, TensorBoard logs and config.yaml.")
     train.add_argument("--model", help="base model directory (model.path; default: the embedded tiny model)")
-    train.add_argument("--data", help="problems file or source[#stage] with reference solutions (data.train)")
+    train.add_argument("--data", help="problems SPEC with reference solutions, e.g. demo#sft or FILE.jsonl (data.train)")
     train.add_argument("--epochs", type=int, help="passes over the data (learner.epochs)")
     train.add_argument("--output", help="run directory (default runs/sft-<time>)")
     add_config_args(train)
@@ -39,8 +39,8 @@ def register(sub) -> None:
                                         "Writes runs/<name>/ (config, metrics, samples, checkpoints, eval).")
     train.add_argument("--model", "--checkpoint", dest="model",
                        help="policy model directory, e.g. an SFT run's final/ (model.path)")
-    train.add_argument("--data", "--prompts", dest="data", help="RAFT prompts: problems file or source[#stage] (data.train)")
-    train.add_argument("--eval", help="held-out problems for pass@1 every stream.eval_every steps (data.eval)")
+    train.add_argument("--data", "--prompts", dest="data", help="RAFT prompts: a problems SPEC, e.g. demo#raft or FILE.jsonl#train (data.train)")
+    train.add_argument("--eval", help="held-out problems SPEC for pass@1 every stream.eval_every steps, e.g. demo#heldout (data.eval)")
     train.add_argument("--verifier", help="verifier name (verifier.name)")
     train.add_argument("--steps", type=int, help="learner steps (stream.num_steps)")
     train.add_argument("--output", help="run directory (default runs/raft-<time>)")

@@ -271,19 +271,28 @@ class VLLMBackend:
         return {pid: [text for _, text in sorted(rows)] for pid, rows in grouped.items()}
 
 
-def read_prompts(path: str | os.PathLike) -> list[dict]:
-    """Read prompts as ``{"id", "prompt"}``.
+def read_prompts(path: str | os.PathLike, keep: tuple[str, ...] = ()) -> list[dict]:
+    """Read prompts as ``{"id", "prompt"}`` (plus the ``keep`` fields a record has).
 
-    ``.txt``: one prompt per non-blank line, id ``line<N>``. ``.jsonl``/``.parquet``: records with
+    ``.txt``: one prompt per non-blank line, id ``line<N>``. A problems SPEC (``demo#heldout``,
+    ``humaneval#all``, ``FILE.jsonl#test``): its problems. ``.jsonl``/``.parquet``: records with
     ``prompt`` and ``id`` (or ``prompt_id``; ``line<N>`` when neither), e.g. a problems file.
+    Every bad record is reported as ``FILE:LINE``.
     """
+    from halo_ray.data.sources import is_spec, problems_from_spec
+
     p = Path(path)
     if p.suffix.lower() == ".txt":
         if not p.is_file():
             raise DataError(f"{p}: file not found")
         lines = p.read_text(encoding="utf-8").splitlines()
         return [{"id": f"line{n}", "prompt": text} for n, text in enumerate(lines, start=1) if text.strip()]
-    check_table_suffix(p, "prompts")
+    if is_spec(str(path)):
+        return [{"id": q.id, "prompt": q.prompt, **{k: getattr(q, k) for k in keep if getattr(q, k, None) is not None}}
+                for q in problems_from_spec(str(path))]
+    if p.suffix.lower() not in (".jsonl", ".parquet"):
+        raise DataError(f"{p}: unsupported prompts extension {p.suffix!r}; use .txt, .jsonl, .parquet or a "
+                        "problems SPEC (demo#heldout, humaneval#all)")
     numbered = read_jsonl(p) if p.suffix.lower() == ".jsonl" else enumerate(read_records(p), start=1)
     prompts, seen, errors = [], set(), []
     for line, record in numbered:
@@ -298,7 +307,8 @@ def read_prompts(path: str | os.PathLike) -> list[dict]:
             errors.append(f"{p}:{line}: duplicate id {pid!r}")
         else:
             seen.add(pid)
-            prompts.append({"id": pid, "prompt": record["prompt"]})
+            prompts.append({"id": pid, "prompt": record["prompt"],
+                            **{k: record[k] for k in keep if record.get(k) is not None}})
     if errors:
         raise DataError("\n".join(errors[:20]))
     return prompts

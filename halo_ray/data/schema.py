@@ -1,4 +1,4 @@
-"""The problem schema every job reads, the preference schema of DPO, and their file checks.
+"""The problem schema every job reads, the SFT, sample and preference records, and their file checks.
 
 A problem is one programming task: a prompt, and how to check a program written for it (``tests``:
 Python source run after the program, HumanEval's ``check`` convention included when ``entry_point``
@@ -86,7 +86,8 @@ def check_problem(record: dict) -> list[str]:
         if key not in PROBLEM_FIELDS:
             close = difflib.get_close_matches(key, PROBLEM_FIELDS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            errs.append(f"unknown field {key!r}{hint}; known: {', '.join(PROBLEM_FIELDS)}")
+            errs.append(f"unknown field {key!r}{hint}; known: {', '.join(PROBLEM_FIELDS)} (`data prepare "
+                        f"--dataset jsonl:FILE` moves other fields into metadata)")
     for key in ("id", "prompt"):
         if key not in record or record[key] is None:
             errs.append(f"missing required field {key!r}")
@@ -128,6 +129,49 @@ def check_preference(record: dict) -> list[str]:
     if not errs and record["chosen"] == record["rejected"]:
         errs.append("'chosen' and 'rejected' are identical")
     return errs
+
+
+def _strings(record: dict, required: tuple[str, ...], optional: tuple[str, ...]) -> list[str]:
+    errs = []
+    for key in required:
+        if record.get(key) is None:
+            errs.append(f"missing required field {key!r}")
+    for key in required + optional:
+        value = record.get(key)
+        if value is not None and not isinstance(value, str):
+            errs.append(f"field {key!r} must be a string, got {type(value).__name__} {value!r:.40}")
+    return errs
+
+
+def check_sft(record: dict) -> list[str]:
+    """What is wrong with one SFT record (``prompt``, ``completion``; ``data prepare --format sft`` writes these)."""
+    errs = _strings(record, ("prompt", "completion"), ("id", "split"))
+    split = record.get("split")
+    if isinstance(split, str) and split not in ("",) + SPLITS:
+        errs.append(f"field 'split' must be one of train, val, test or empty, got {split!r}")
+    if isinstance(record.get("completion"), str) and not record["completion"].strip():
+        errs.append("field 'completion' is empty")
+    return errs
+
+
+def check_sample(record: dict) -> list[str]:
+    """What is wrong with one sample record (``generate`` writes these; ``verify`` and ``benchmark`` read them).
+
+    A sample is ``prompt_id``, ``sample_index``, ``prompt``, ``completion``, optionally the problem's
+    ``tests``/``test_cases``/``entry_point``/``language`` and whatever the engine recorded.
+    """
+    errs = _strings(record, ("prompt_id", "completion"), ("prompt", "tests", "entry_point", "language"))
+    index = record.get("sample_index")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        errs.append(f"field 'sample_index' must be a whole number >= 0, got {index!r:.40}")
+    cases = record.get("test_cases")
+    if cases is not None and not (isinstance(cases, list) and all(
+            isinstance(c, dict) and isinstance(c.get("output"), str) for c in cases)):
+        errs.append("field 'test_cases' must be a list of {input, output} objects")
+    return errs
+
+
+KINDS = {"problems": check_problem, "sft": check_sft, "samples": check_sample, "preferences": check_preference}
 
 
 def problem_from_dict(record: dict) -> Problem:
@@ -180,20 +224,30 @@ def iter_file(path: str | os.PathLike) -> Iterator[tuple[int, dict | None, str |
                 yield number, None, f"expected a JSON object, got {type(record).__name__}"
 
 
+def record_kind(record: dict) -> str:
+    """The kind of a record by its fields: preferences (``chosen``), samples (``prompt_id`` and
+    ``completion``), sft (``completion``), else problems."""
+    if "chosen" in record:
+        return "preferences"
+    if "completion" in record:
+        return "samples" if "prompt_id" in record else "sft"
+    return "problems"
+
+
 def file_kind(path: str | os.PathLike) -> str:
-    """``preferences`` when the first readable record has ``chosen``, else ``problems``."""
+    """The kind (``KINDS``) of a file, decided by its first readable record."""
     for _, record, _ in iter_file(path):
         if record is not None:
-            return "preferences" if "chosen" in record else "problems"
+            return record_kind(record)
     return "problems"
 
 
 def validate_file(path: str | os.PathLike, kind: str = "auto") -> tuple[str, int, list[str]]:
-    """Check every record of a problems or preferences file.
+    """Check every record of a problems, SFT, samples or preferences file.
 
     Args:
         path: a ``.jsonl`` or ``.parquet`` file.
-        kind: ``problems``, ``preferences`` or ``auto`` (decided by the first record).
+        kind: one of ``KINDS`` or ``auto`` (decided by the first record).
 
     Returns:
         ``(kind, records, messages)``: each message is ``FILE:LINE: message``; duplicate problem
@@ -206,7 +260,9 @@ def validate_file(path: str | os.PathLike, kind: str = "auto") -> tuple[str, int
 def _scan(path, kind: str) -> tuple[str, list[dict | None], list[str]]:
     if kind == "auto":
         kind = file_kind(path)
-    check = check_preference if kind == "preferences" else check_problem
+    if kind not in KINDS:
+        raise DataError(f"{path}: unknown kind {kind!r}; known: auto, {', '.join(KINDS)}")
+    check = KINDS[kind]
     records, messages, seen = [], [], {}
     for line, record, error in iter_file(path):
         records.append(record)
@@ -250,3 +306,25 @@ def write_problems(path: str | os.PathLike, problems: list[Problem]) -> None:
         rows.append(row)
     write_records(path, rows, schema=_problem_arrow_schema())
 
+
+
+def check_prompts(prompts, where: str = "prompts") -> None:
+    """Check the prompts a caller hands the driver: a list of dicts with string ``prompt_id`` and ``prompt``.
+
+    Raises:
+        DataError naming each bad item (``prompts[3]``) and the fix, before any actor starts.
+    """
+    if isinstance(prompts, (str, bytes, dict)) or not hasattr(prompts, "__iter__"):
+        raise DataError(f"{where}: expected a list of {{'prompt_id', 'prompt'}} dicts, got {type(prompts).__name__}")
+    errs = []
+    for i, item in enumerate(prompts):
+        if not isinstance(item, dict):
+            errs.append(f"{where}[{i}]: expected a dict with 'prompt_id' and 'prompt', got {type(item).__name__}")
+            continue
+        for key in ("prompt_id", "prompt"):
+            if not isinstance(item.get(key), str):
+                hint = " (a problem's 'id' goes in 'prompt_id')" if key == "prompt_id" and "id" in item else ""
+                errs.append(f"{where}[{i}]: needs a string {key!r}{hint}, got keys {sorted(item)[:6]}")
+    if errs:
+        more = [f"... and {len(errs) - MAX_REPORTED} more"] if len(errs) > MAX_REPORTED else []
+        raise DataError("\n".join(errs[:MAX_REPORTED] + more))

@@ -2,11 +2,14 @@
 
 Each source turns its raw data into ``Problem`` records with reference solutions (when it has them)
 in ``metadata["canonical_solution"]`` as a complete program. Names that take an argument are written
-``NAME:ARG`` (``jsonl:my.jsonl``).
+``NAME:ARG`` (``jsonl:my.jsonl``). Every command names problems by one SPEC grammar
+(``problems_from_spec``): a file or a source, optionally ``#PART`` (a named subset such as
+``mbpp#official_test``, a stage such as ``demo#heldout``, or a seeded split such as ``humaneval#test``).
 """
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import json
 import logging
@@ -43,11 +46,32 @@ class SourceOptions:
 SOURCES: Registry[Callable[[SourceOptions], list[Problem]]] = Registry("data source")
 
 
+SPEC_GRAMMAR = ("a SPEC is FILE.jsonl, FILE.parquet or SOURCE[:ARG], optionally followed by #PART: "
+                "a named subset (humaneval#all, mbpp#official_test), a stage (demo#heldout) or a seeded "
+                "split (#train, #val, #test: seed 42, 50/20/30)")
+
+# Named subsets that published numbers use, beside the seeded splits: task-id ranges of Austin et
+# al. 2021 (MBPP's official split: prompt 1-10, test 11-510, validation 511-600, train 601-974).
+_MBPP_RANGES = {"official_prompt": (1, 10), "official_test": (11, 510), "official_validation": (511, 600),
+                "official_train": (601, 974)}
+
+
+def _in_range(lo: int, hi: int) -> Callable[[Problem], bool]:
+    return lambda p: lo <= int(p.metadata.get("task_id", -1)) <= hi
+
+
+SUBSETS: dict[str, dict[str, Callable[[Problem], bool]]] = {
+    "mbpp": {name: _in_range(*r) for name, r in _MBPP_RANGES.items()},
+    "mbpp_sanitized": {name: _in_range(*r) for name, r in _MBPP_RANGES.items()},
+}
+
+
 def load_source(dataset: str, from_path: str | None = None, mapping: dict[str, str] | None = None) -> list[Problem]:
     """Load the problems of a registered source.
 
     Args:
-        dataset: ``humaneval``, ``mbpp``, ``mbpp_sanitized``, ``codeforces_cpp``, ``jsonl:PATH``, ``parquet:PATH``.
+        dataset: ``humaneval``, ``mbpp``, ``mbpp_sanitized``, ``codeforces_cpp``, ``demo[:SEED]``,
+            ``jsonl:PATH``, ``parquet:PATH``.
         from_path: local file for hub sources (``codeforces_cpp``).
         mapping: problem field -> input field for ``jsonl:``/``parquet:``.
 
@@ -55,31 +79,72 @@ def load_source(dataset: str, from_path: str | None = None, mapping: dict[str, s
         The problems, in the source's order, without splits.
     """
     name, _, arg = dataset.partition(":")
-    loader = SOURCES.get(name, "--dataset")
-    return loader(SourceOptions(arg=arg or None, from_path=from_path, mapping=dict(mapping or {})))
+    if name not in SOURCES:
+        close = difflib.get_close_matches(name, SOURCES.names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{dataset!r}: unknown data source {name!r}{hint}; sources: {', '.join(SOURCES.names())}. "
+                          + SPEC_GRAMMAR)
+    return SOURCES.get(name, "--dataset")(SourceOptions(arg=arg or None, from_path=from_path,
+                                                        mapping=dict(mapping or {})))
 
 
-def problems_from_spec(spec: str) -> list[Problem]:
-    """Problems named by a config value: a ``.jsonl``/``.parquet`` file or a source ``NAME[:ARG]``,
-    optionally ``#PART`` to keep one stage (``metadata["stage"]``) or split (``demo#raft``,
-    ``humaneval#test``; unsplit problems get seed 002's 50/20/30 split with seed 42 first).
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split a SPEC into ``(base, part)``; ConfigError naming the grammar when it is malformed."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"{spec!r}: empty; {SPEC_GRAMMAR}")
+    base, _, part = spec.strip().partition("#")
+    if not base or "#" in part or (not part and spec.strip().endswith("#")):
+        raise ConfigError(f"{spec!r}: malformed; {SPEC_GRAMMAR}")
+    return base, part
+
+
+def is_spec(text: str) -> bool:
+    """Whether ``text`` names problems by SPEC rather than a plain file (a source, or any #PART)."""
+    base, _, part = str(text).partition("#")
+    return bool(part) or base.partition(":")[0] in SOURCES
+
+
+def problems_from_spec(spec: str, seed: int | None = None, ratios: tuple[float, float, float] | None = None,
+                       from_path: str | None = None, mapping: dict[str, str] | None = None) -> list[Problem]:
+    """Problems named by a SPEC (``SPEC_GRAMMAR``); the one reader of problem names for every command.
+
+    Args:
+        spec: ``FILE.jsonl``, ``FILE.parquet`` or ``SOURCE[:ARG]``, optionally ``#PART``: a named subset
+            (``SUBSETS``, and ``all`` for any source), a stage (``metadata["stage"]``), or a split.
+        seed, ratios: when given, every problem gets a seeded split first (``data prepare``); otherwise
+            unsplit problems get the default split (seed 42, 50/20/30) only when ``#PART`` asks for one.
+        from_path, mapping: passed to ``load_source`` (``data prepare --from``, ``--map``).
+    Returns:
+        The selected problems in source order.
     """
-    from halo_ray.data.schema import read_problems
+    from halo_ray.data.schema import SPLITS, read_problems
+    from halo_ray.data.splits import DEFAULT_RATIOS, DEFAULT_SEED, assign_splits
 
-    base, _, part = spec.partition("#")
-    if not base:
-        raise ConfigError(f"{spec!r}: name a problems file or a data source ({', '.join(SOURCES.names())})")
-    is_source = base.partition(":")[0] in SOURCES
-    problems = load_source(base) if is_source else read_problems(base)
-    if part:
-        if not any(p.split for p in problems):
-            from halo_ray.data.splits import assign_splits
-
-            problems = assign_splits(problems)  # seed 002's 50/20/30 with seed 42
-        problems = [p for p in problems if p.metadata.get("stage") == part or p.split == part]
-        if not problems:
-            raise DataError(f"{spec!r}: no problem has stage or split {part!r}")
-    return problems
+    base, part = parse_spec(spec)
+    name = base.partition(":")[0]
+    if name in SOURCES:
+        problems = load_source(base, from_path=from_path, mapping=mapping)
+    elif Path(base).suffix.lower() in (".jsonl", ".parquet"):
+        problems = read_problems(base)
+    else:
+        close = difflib.get_close_matches(name, SOURCES.names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{spec!r}: neither a .jsonl/.parquet file nor a data source{hint} "
+                          f"({', '.join(SOURCES.names())}); {SPEC_GRAMMAR}")
+    if seed is not None or (part in SPLITS and not any(p.split for p in problems)):
+        problems = assign_splits(problems, DEFAULT_SEED if seed is None else seed, ratios or DEFAULT_RATIOS)
+    if not part or part == "all":
+        return problems
+    subsets = SUBSETS.get(name, {})
+    if part in subsets:
+        keep = subsets[part]
+        return [p for p in problems if keep(p)]
+    chosen = [p for p in problems if p.metadata.get("stage") == part or p.split == part]
+    if not chosen:
+        stages = sorted({str(p.metadata["stage"]) for p in problems if p.metadata.get("stage")})
+        known = ["all", *subsets, *stages, *SPLITS]
+        raise ConfigError(f"{spec!r}: {base} has no subset, stage or split {part!r}; known: {', '.join(known)}")
+    return chosen
 
 
 def parse_mapping(items: list[str]) -> dict[str, str]:
@@ -172,6 +237,9 @@ def load_demo(opts: SourceOptions) -> list[Problem]:
     """The embedded demo task family (928 one-line Python operations; metadata.stage sft/raft/heldout)."""
     from halo_ray.data.demo import demo_problems
 
+    if opts.arg and not opts.arg.isdigit():
+        raise ConfigError(f"demo:{opts.arg}: the part after 'demo:' is the task family's seed (an integer); "
+                          f"to keep one stage write demo#{opts.arg}. {SPEC_GRAMMAR}")
     return demo_problems(seed=int(opts.arg or 0))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import ray
 
+from halo_ray.errors import ClusterError
 from halo_ray.samples import concat
 from halo_ray.sections import BenchmarkJobConfig, ClusterConfig, GenerateConfig, ModelConfig, RolloutConfig, VerifierConfig
 
@@ -33,22 +34,107 @@ SAMPLING_FIELDS = ("samples_per_prompt", "temperature", "top_p", "max_new_tokens
 def init(cluster: ClusterConfig | None = None) -> None:
     """Join the cluster at ``cluster.address`` or ``RAY_ADDRESS``, else start a local session.
 
-    A session that is already up is reused.
+    Without an address the session is always a new local one (``address="local"``): a Ray address
+    file left by an earlier session, or a head started with ``ray start``, is never joined by
+    accident. A session that is already up is reused. Ray's own start-up errors become one
+    ``ClusterError`` line with the fix; SIGTERM and SIGINT stop the run's actors (``shutdown``).
+    At INFO, actor output reaches this process's stderr and the session's log folder is logged.
     """
-    global _OWN_SESSION
+    global _OWN_SESSION, STOPPED_BY
     if ray.is_initialized():
         return
+    STOPPED_BY = None
     cluster = cluster or ClusterConfig()
     address = cluster.address or os.environ.get("RAY_ADDRESS", "")
     env = dict(WORKER_ENV)
+    verbose = logging.getLogger("halo_ray").isEnabledFor(logging.INFO)
     if address:
-        ray.init(address=address, namespace=cluster.namespace, runtime_env={"env_vars": env})
-    else:
-        # Logical CPUs: rollout, verifier and learner actors each reserve some and take turns on a small box.
-        num_cpus = cluster.num_cpus or max(4, os.cpu_count() or 1)
-        ray.init(num_cpus=num_cpus, namespace=cluster.namespace, include_dashboard=False,
-                 runtime_env={"env_vars": env}, log_to_driver=False)
+        _check_reachable(address)
+    try:
+        if address:
+            ray.init(address=address, namespace=cluster.namespace, runtime_env={"env_vars": env},
+                     log_to_driver=verbose)
+        else:
+            # Logical CPUs: rollout, verifier and learner actors each reserve some and take turns on a small box.
+            num_cpus = cluster.num_cpus or max(4, os.cpu_count() or 1)
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                namespace=cluster.namespace,
+                include_dashboard=False,
+                runtime_env={"env_vars": env},
+                log_to_driver=verbose,
+            )
+    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+        raise ClusterError(_ray_start_error(address, exc)) from exc
     _OWN_SESSION = True
+    _handle_signals()
+    log.info("Ray session logs: %s", _session_logs())
+
+
+def _ray_start_error(address: str, exc: BaseException) -> str:
+    """One line: what failed, Ray's own words, and the fix."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if address:
+        where = "cluster.address" if os.environ.get("RAY_ADDRESS", "") != address else "RAY_ADDRESS"
+        return (f"cannot join the Ray cluster at {address!r} ({where}): {first}. Check that the head is up "
+                f"(`ray status --address {address}`), or unset RAY_ADDRESS and leave cluster.address empty "
+                "to run a local session")
+    return (f"cannot start a local Ray session: {first}. Set RAY_TMPDIR to an empty folder of your own "
+            "(a short path) and retry; leftover Ray processes of an earlier run are listed by `ps -ef | grep raylet`")
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when a ``host:port`` address does not answer."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or address in ("auto", "local"):
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(_ray_start_error(address, exc)) from None
+
+
+def _session_logs() -> str:
+    try:
+        return ray._private.worker.global_worker.node.get_logs_dir_path()
+    except AttributeError:  # joined a remote cluster: its logs live on the head
+        return "on the cluster's head node (ray logs)"
+
+
+def _handle_signals() -> None:
+    """SIGTERM and SIGINT end the run through ``shutdown`` (actors stopped, own session closed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum, frame):
+        global STOPPED_BY
+        STOPPED_BY = signum  # Ray turns an exception raised inside ray.get into SystemExit(1): keep the cause
+        log.warning("received %s: stopping the run's actors", signal.Signals(signum).name)
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        _PREVIOUS_HANDLERS.setdefault(signum, signal.getsignal(signum))
+        signal.signal(signum, stop)
+
+
+def _restore_signals() -> None:
+    import signal
+
+    for signum, handler in _PREVIOUS_HANDLERS.items():
+        try:
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        except ValueError:  # not the main thread
+            return
+    _PREVIOUS_HANDLERS.clear()
 
 
 def default_model_dir() -> Path:
@@ -139,6 +225,8 @@ def split_evenly(items: list, parts: int) -> list[list]:
 
 _GROUPS: dict[tuple, RolloutGroup] = {}
 _OWN_SESSION = False  # whether init() started or joined Ray (then shutdown() disconnects)
+STOPPED_BY: int | None = None  # the signal (SIGTERM, SIGINT) that ended the run, if any
+_PREVIOUS_HANDLERS: dict = {}  # signal handlers init() replaced; shutdown() puts them back
 
 
 def rollout_group(model: ModelConfig, rollout: RolloutConfig) -> RolloutGroup:
@@ -160,6 +248,9 @@ def generate(config: GenerateConfig, prompts: list[dict]) -> pa.Table:
     Returns:
         A ``RolloutBatch`` Arrow table (see ``halo_ray.samples``), ordered by prompt and sample.
     """
+    from halo_ray.data.schema import check_prompts
+
+    check_prompts(prompts)  # a missing prompt_id is named here, not as a KeyError inside an actor
     init(config.cluster)
     r = config.rollout
     group = rollout_group(config.model, r)
@@ -205,3 +296,4 @@ def shutdown() -> None:
     if _OWN_SESSION and ray.is_initialized():
         ray.shutdown()
     _OWN_SESSION = False
+    _restore_signals()
