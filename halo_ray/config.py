@@ -289,3 +289,9 @@ def describe(cls: type, prefix: str = "", base: Any = None) -> list[tuple[str, s
             doc = f"{doc} (one of: {', '.join(map(str, allowed))})"
         rows.append((key, _type_name(tp), default, doc))
     return rows
+
+
+def validated(cfg: C) -> C:
+    """``cfg`` checked as strictly as a loaded file (every section's ``validate``, choices, types), for
+    configs built in Python (the driver API); raises ``ConfigError`` listing every problem."""
+    return from_dict(type(cfg), to_dict(cfg), source="config")

@@ -102,7 +102,7 @@ class LearnerConfig:
     lr_schedule: str = opt("constant", "learning-rate schedule after warm-up; cosine decays to 0 over the learner's total_steps", choices=("constant", "cosine"))
     micro_batch_size: int = opt(8, "sequences per forward/backward on each rank")
     grad_accum: int = opt(1, "micro-batches accumulated per optimizer step on each rank; effective batch = micro_batch_size x grad_accum x num_ranks")
-    epochs: int = opt(1, "passes over each batch of training examples (per RAFT cycle or SFT dataset)")
+    epochs: int = opt(1, "passes over each batch of training examples (per stream step or SFT dataset)")
     max_grad_norm: float = opt(1.0, "clip the global gradient norm to this; 0 disables clipping")
     gradient_checkpointing: bool = opt(False, "recompute activations in backward to save memory")
     seed: int = opt(0, "seed of model initialisation (LoRA), data shuffling and dropout; the same on every rank")
@@ -161,7 +161,7 @@ class DataConfig:
     train: str = opt("", "training problems: a JSONL/Parquet problems file, or a source NAME[:ARG]; "
                      "'#STAGE' keeps one stage or split (demo#raft, humaneval#train)")
     eval: str = opt("", "held-out problems for pass@1 after each stage (same forms as train); empty skips evaluation")
-    shuffle_seed: int = opt(0, "order in which prompts are visited across cycles (the data position is resumable)")
+    shuffle_seed: int = opt(0, "order in which prompts are visited across steps (the data position is resumable)")
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ class RaftJobConfig:
     def validate(self) -> list[str]:
         if self.learner.lr_schedule == "cosine":  # also refused by raft(); here so `config check` refuses it too
             return ["learner.lr_schedule: 'cosine' needs a known number of steps; RAFT trains on what each "
-                    "cycle keeps, so use 'constant' (with learner.warmup_steps)"]
+                    "step keeps, so use 'constant' (with learner.warmup_steps)"]
         return []
 
 

@@ -51,7 +51,7 @@ def register(sub) -> None:
     compare.add_argument("--output", required=True, metavar="DIR", help="folder for the report and pictures")
     compare.add_argument("--names", metavar="A,B,...", help="stage names, one per results file (default: file names)")
     compare.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR",
-                         help="run directories whose metrics.jsonl gives reward per cycle")
+                         help="run directories whose metrics.jsonl gives reward per step")
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON instead of tables")
     compare.set_defaults(func=compare_command)
 

@@ -16,7 +16,7 @@ import time
 import pyarrow as pa
 from typing import Callable
 
-from halo_ray.config import to_dict
+from halo_ray.config import to_dict, validated
 from halo_ray.data.sources import problems_from_spec
 from halo_ray.driver import RolloutGroup, init, resolve_model
 from halo_ray.driver.stream import (
@@ -48,13 +48,11 @@ def raft(config: RaftJobConfig, resume: bool = False, progress: Callable[[str], 
             no prompt is skipped or trained on twice.
         progress: receives one line per evaluation and step (the CLI prints them).
     """
+    config = validated(config)
     if resume and not config.logging.name:
         raise ConfigError("--resume needs the run's name (logging.name) to find its checkpoints")
     if not config.data.train:
         raise ConfigError("data.train: name the RAFT prompts (a problems file or a source such as demo#raft)")
-    if config.learner.lr_schedule == "cosine":
-        raise ConfigError("learner.lr_schedule: 'cosine' needs a known number of steps; RAFT trains on what each "
-                          "step keeps, so use 'constant' (with learner.warmup_steps)")
     init(config.cluster)
     model = resolve_model(config.model)
     problems = {p.id: p.to_dict() for p in problems_from_spec(config.data.train)}
