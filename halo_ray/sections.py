@@ -241,6 +241,29 @@ class RaftJobConfig:
 
 
 @dataclass(frozen=True)
+class GRPOJobConfig:
+    """``halo-ray grpo train``: GRPO with the DAPO options on the asynchronous stream."""
+
+    model: ModelConfig = opt(ModelConfig(), "policy model (an SFT checkpoint, usually)")
+    data: DataConfig = opt(DataConfig(), "training prompts and held-out problems")
+    rollout: RolloutConfig = opt(RolloutConfig(), "sampling (samples_per_prompt is the group size) and engines")
+    verifier: VerifierConfig = opt(VerifierConfig(), "the reward: sandboxed verification")
+    objective: ObjectiveConfig = opt(ObjectiveConfig(name="grpo"), "the grpo objective (objective.grpo), off-policy correction")
+    learner: LearnerConfig = opt(LearnerConfig(), "DeepSpeed learner ranks and optimisation (one stream step = micro-batches of every group, grad_accum per optimizer step)")
+    stream: StreamConfig = opt(StreamConfig(prompts_per_step=32, max_staleness=1), "steps, groups per step, chunking and staleness")
+    eval: EvalConfig = opt(EvalConfig(), "held-out evaluation")
+    checkpoint: CheckpointConfig = opt(CheckpointConfig(), "checkpoints")
+    cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
+    logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
+
+    def validate(self) -> list[str]:
+        if self.learner.lr_schedule == "cosine":
+            return ["learner.lr_schedule: 'cosine' needs a known number of optimizer steps; GRPO's depend on the "
+                    "groups each step keeps, so use 'constant' (with learner.warmup_steps)"]
+        return []
+
+
+@dataclass(frozen=True)
 class SFTJobConfig:
     """``halo-ray sft train``: supervised fine-tuning on reference solutions (completion tokens only)."""
 
@@ -276,14 +299,32 @@ def _demo_raft() -> RaftJobConfig:
     )
 
 
+def _demo_grpo() -> GRPOJobConfig:
+    # GRPO on the RAFT prompts, pass/fail reward, asynchronous (one step ahead), groups of 8.
+    from halo_ray.objectives.grpo import GRPOConfig
+
+    return GRPOJobConfig(
+        data=DataConfig(train="demo#raft", eval="demo#heldout"),
+        rollout=RolloutConfig(samples_per_prompt=8, temperature=1.0, max_new_tokens=32),
+        verifier=VerifierConfig(name="python", timeout_s=5.0),
+        objective=ObjectiveConfig(name="grpo", grpo=GRPOConfig(reward="pass_fail")),
+        learner=LearnerConfig(lr=5e-4, micro_batch_size=32, grad_accum=2, zero_stage=0),
+        stream=StreamConfig(num_steps=16, prompts_per_step=64, max_staleness=1, chunk_prompts=16, eval_every=4),
+        eval=EvalConfig(samples=16, temperature=0.8),
+        logging=LoggingConfig(name="grpo"),
+    )
+
+
 @dataclass(frozen=True)
 class DemoConfig:
-    """``halo-ray demo`` / ``make demo``: SFT warm start then RAFT on the embedded task family (configs/tiny.yaml)."""
+    """``halo-ray demo`` / ``make demo``: SFT warm start then RAFT (or GRPO) on the embedded task family (configs/tiny.yaml)."""
 
-    output: str = opt("runs/demo", "demo directory: model-init/, sft/, raft/, report.json, stages.png")
+    output: str = opt("runs/demo", "demo directory: model-init/, sft/, raft/ or grpo/, report.json, stages.png")
     seed: int = opt(0, "seed of the tiny model's initialisation")
+    algorithm: str = opt("raft", "the stage after SFT: raft or grpo", choices=("raft", "grpo"))
     sft: SFTJobConfig = opt(_demo_sft(), "the SFT stage (model.path is set to the freshly built tiny model)")
     raft: RaftJobConfig = opt(_demo_raft(), "the RAFT stage (model.path is set to the SFT result)")
+    grpo: GRPOJobConfig = opt(_demo_grpo(), "the GRPO stage, with --algorithm grpo (model.path is set to the SFT result)")
 
 
 @dataclass(frozen=True)
@@ -315,5 +356,6 @@ class BenchmarkJobConfig:
         return []
 
 
-JOB_CONFIGS = {"generate": GenerateConfig, "benchmark": BenchmarkJobConfig, "raft": RaftJobConfig, "sft": SFTJobConfig,
+JOB_CONFIGS = {"generate": GenerateConfig, "benchmark": BenchmarkJobConfig, "raft": RaftJobConfig, "grpo": GRPOJobConfig,
+               "sft": SFTJobConfig,
                "demo": DemoConfig}

@@ -144,8 +144,9 @@ class StreamBuffer:
     def stale(self, group: Group, version: int) -> bool:
         return version - group.min_version > self.k
 
-    def take(self, version: int) -> list[Group] | None:
-        """The next step's groups (oldest positions first), or None while fewer than P fresh ones are ready.
+    def take(self, version: int, need: int | None = None) -> list[Group] | None:
+        """The next step's groups (oldest positions first), or None while fewer than ``need`` (default P)
+        fresh ones are ready.
 
         Stale groups met on the way are dropped and counted (their positions are replaced by the budget).
         """
@@ -155,9 +156,10 @@ class StreamBuffer:
                 del self.ready[pos]
                 self.state.stale_groups += 1
                 self.state.counts["stale"] += group.size
-        if len(self.ready) < self.per_step:
+        need = self.per_step if need is None else need
+        if len(self.ready) < need:
             return None
-        chosen = [self.ready.pop(pos) for pos in sorted(self.ready)[:self.per_step]]
+        chosen = [self.ready.pop(pos) for pos in sorted(self.ready)[:need]]
         self.state.used_groups += len(chosen)
         return chosen
 

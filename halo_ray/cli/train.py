@@ -1,4 +1,4 @@
-"""``halo-ray sft train``, ``halo-ray raft train`` and ``halo-ray demo``."""
+"""``halo-ray sft train``, ``halo-ray raft train``, ``halo-ray grpo train`` and ``halo-ray demo``."""
 
 from __future__ import annotations
 
@@ -30,29 +30,40 @@ def register(sub) -> None:
     add_config_args(train)
     train.set_defaults(func=run_sft)
 
-    raft = sub.add_parser("raft", help="streaming RAFT: generate, verify, keep the best, train, repeat")
-    rsub = raft.add_subparsers(dest="raft_command", required=True, metavar="SUBCOMMAND")
-    train = rsub.add_parser("train", help="run RAFT steps on the asynchronous stream",
-                            description="Rollout actors sample (up to stream.max_staleness policy versions ahead), "
-                                        "verifier pools score each chunk as it is sampled, learner ranks train on the "
-                                        "kept samples; weights return to the rollout by ref after each step. "
-                                        "Writes runs/<name>/ (config, metrics, samples, checkpoints, eval).")
-    train.add_argument("--model", "--checkpoint", dest="model",
-                       help="policy model directory, e.g. an SFT run's final/ (model.path)")
-    train.add_argument("--data", "--prompts", dest="data", help="RAFT prompts: a problems SPEC, e.g. demo#raft or FILE.jsonl#train (data.train)")
-    train.add_argument("--eval", help="held-out problems SPEC for pass@1 every stream.eval_every steps, e.g. demo#heldout (data.eval)")
-    train.add_argument("--verifier", help="verifier name (verifier.name)")
-    train.add_argument("--steps", type=int, help="learner steps (stream.num_steps)")
-    train.add_argument("--output", help="run directory (default runs/raft-<time>)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
-    add_config_args(train)
-    train.set_defaults(func=run_raft)
+    for name, help_, description in (
+        ("raft", "RAFT: generate, verify, keep the best, train, repeat",
+         "RAFT on the asynchronous stream: rollout actors sample (up to stream.max_staleness policy versions "
+         "ahead), verifier pools score each chunk as it is sampled, learner ranks train on the kept samples; "
+         "weights return to the rollout by ref after each step."),
+        ("grpo", "GRPO with the DAPO options on the asynchronous stream",
+         "GRPO on the asynchronous stream: group-normalised advantages from the verifier's rewards, the "
+         "clipped surrogate (clip-higher), token/sequence/constant loss aggregation, dynamic sampling of "
+         "groups with signal, overlong handling, off-policy correction of stale samples (objective.*)."),
+    ):
+        group = sub.add_parser(name, help=help_)
+        gsub = group.add_subparsers(dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
+        train = gsub.add_parser("train", help=f"run {name.upper()} steps",
+                                description=description + " Writes runs/<name>/ (config, manifest, metrics, samples, "
+                                                          "checkpoints, eval, timeline).")
+        train.add_argument("--model", "--checkpoint", dest="model",
+                           help="policy model directory, e.g. an SFT run's final/ (model.path)")
+        train.add_argument("--data", "--prompts", dest="data",
+                           help="training prompts: a problems SPEC, e.g. demo#raft or FILE.jsonl#train (data.train)")
+        train.add_argument("--eval", help="held-out problems SPEC for pass@1 every stream.eval_every steps, "
+                                          "e.g. demo#heldout (data.eval)")
+        train.add_argument("--verifier", help="verifier name (verifier.name)")
+        train.add_argument("--steps", type=int, help="learner steps (stream.num_steps)")
+        train.add_argument("--output", help=f"run directory (default runs/{name}-<time>)")
+        train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+        add_config_args(train)
+        train.set_defaults(func=run_stream_job, job=name)
 
     demo = sub.add_parser("demo", help="the embedded default: tiny model, SFT, RAFT steps, held-out pass@1 report",
                           description="Builds the tiny model, SFT-trains it on the demo task family, runs RAFT "
                                       "steps, measures held-out pass@1 after each stage and writes "
                                       "<output>/report.json and stages.png.")
     demo.add_argument("--output", help="demo directory (default runs/demo)")
+    demo.add_argument("--algorithm", choices=("raft", "grpo"), help="the stage after SFT (algorithm; default raft)")
     add_config_args(demo)
     demo.set_defaults(func=run_demo)
 
@@ -73,17 +84,21 @@ def run_sft(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_raft(args: argparse.Namespace) -> int:
-    from halo_ray.sections import RaftJobConfig
+def run_stream_job(args: argparse.Namespace) -> int:
+    """``raft train`` / ``grpo train``: the same flags, the job's driver loop."""
+    from halo_ray import driver
+    from halo_ray.sections import GRPOJobConfig, RaftJobConfig
 
-    config = job_config(RaftJobConfig, args, {
+    cls = {"raft": RaftJobConfig, "grpo": GRPOJobConfig}[args.job]
+    config = job_config(cls, args, {
         "model.path": args.model, "data.train": args.data, "data.eval": args.eval, "verifier.name": args.verifier,
         "stream.num_steps": args.steps, **_output(args.output)})
-    from halo_ray import driver
-    from halo_ray.driver.raft import raft
-
+    if args.job == "raft":
+        from halo_ray.driver.raft import raft as loop
+    else:
+        from halo_ray.driver.grpo import grpo as loop
     try:
-        summary = raft(config, resume=args.resume, progress=print)
+        summary = loop(config, resume=args.resume, progress=print)
     finally:
         driver.shutdown()
     print(json.dumps(summary, indent=2))
@@ -93,7 +108,7 @@ def run_raft(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from halo_ray.sections import DemoConfig
 
-    config = job_config(DemoConfig, args, {"output": args.output})
+    config = job_config(DemoConfig, args, {"output": args.output, "algorithm": args.algorithm})
     from halo_ray import driver
     from halo_ray.driver.demo import demo
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from halo_ray.bench.compare import paired_test
 from halo_ray.bench.report import plot_stage_curve, plot_verdicts
+from halo_ray.driver.grpo import grpo
 from halo_ray.driver.raft import raft
 from halo_ray.driver.sft import sft
 from halo_ray.driver.stream import per_problem_pass1
@@ -39,10 +40,10 @@ def demo(config: DemoConfig, progress=print) -> dict:
     """
     from halo_ray.tiny import init_tiny
 
-    if not config.raft.data.eval:
-        raise ConfigError("raft.data.eval: the demo compares held-out pass@1 across stages; name held-out problems")
+    if not getattr(config, config.algorithm).data.eval:
+        raise ConfigError(f"{config.algorithm}.data.eval: the demo compares held-out pass@1 across stages; name held-out problems")
     out = Path(config.output)
-    for part in (config.sft.logging.name, config.raft.logging.name):  # the demo owns its stage runs: start afresh
+    for part in (config.sft.logging.name, getattr(config, config.algorithm).logging.name):  # the demo owns its stage runs: start afresh
         if part and (out / part).is_dir():
             shutil.rmtree(out / part)
     started = time.perf_counter()
@@ -55,16 +56,18 @@ def demo(config: DemoConfig, progress=print) -> dict:
     progress(f"[demo] SFT: {sft_summary['examples']} examples, {sft_summary['train'].get('steps')} steps, mean loss "
              f"{sft_summary['train'].get('loss', float('nan')):.4f}, {sft_summary['seconds']:.0f} s")
 
-    raft_cfg = dataclasses.replace(
-        config.raft, model=dataclasses.replace(config.raft.model, path=sft_summary["final"]),
-        logging=_in(out, config.raft.logging))
-    summary = raft(raft_cfg, progress=lambda line: progress(f"[demo] RAFT {line}"))
+    algo = config.algorithm
+    stage_cfg = getattr(config, algo)
+    stage_cfg = dataclasses.replace(stage_cfg, model=dataclasses.replace(stage_cfg.model, path=sft_summary["final"]),
+                                    logging=_in(out, stage_cfg.logging))
+    loop = raft if algo == "raft" else grpo
+    summary = loop(stage_cfg, progress=lambda line: progress(f"[demo] {algo.upper()} {line}"))
     run = Path(summary["run_dir"])
 
     stages = [dict(s) for s in summary["stages"]]
     stages[0]["name"] = "sft"
     for s in stages[1:]:
-        s["name"] = s["name"].replace("step_", "raft_step_")
+        s["name"] = s["name"].replace("step_", f"{algo}_step_")
     evals = sorted((run / "eval").glob("*.json"))
     first = json.loads((run / "eval" / "step_0000.json").read_text())
     last_name = summary["stages"][-1]["name"]
@@ -86,6 +89,6 @@ def demo(config: DemoConfig, progress=print) -> dict:
     plot_stage_curve(stages, out / "stages.png")
     plot_verdicts(stages, out / "verdicts.png")
     c = report["comparison"]
-    progress(f"[demo] RAFT vs SFT: {c['baseline']:.3f} -> {c['final']:.3f}, p = {c['p_value']:.2g} "
+    progress(f"[demo] {algo.upper()} vs SFT: {c['baseline']:.3f} -> {c['final']:.3f}, p = {c['p_value']:.2g} "
              f"({c['test']}); {report['seconds']:.0f} s in all; report in {out / 'report.json'}")
     return report

@@ -8,7 +8,6 @@ import time
 
 from halo_ray.data.sources import problems_from_spec
 from halo_ray.driver import init, resolve_model
-from halo_ray.driver.raft import learner_group
 from halo_ray.driver.stream import check_capacity
 from halo_ray.errors import ConfigError
 from halo_ray.io import write_json
@@ -56,7 +55,9 @@ def sft(config: SFTJobConfig) -> dict:
     run = RunLog(path, config, config.logging.tensorboard)
     learner = None
     try:
-        learner = learner_group(model, lc, config.objective, total_steps=steps)
+        from halo_ray.actors.learner import LearnerGroup
+
+        learner = LearnerGroup(model, lc, config.objective, total_steps=steps)
         started = time.perf_counter()
         metrics = learner.train(examples)
         for record in metrics.pop("steps_log"):

@@ -8,6 +8,7 @@ as that chunk is sampled, without the driver touching the data.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
@@ -23,6 +24,7 @@ from halo_ray.errors import ConfigError
 from halo_ray.samples import concat
 from halo_ray.sections import EvalConfig, RolloutConfig, StreamConfig, VerifierConfig
 from halo_ray.stream import StreamBuffer, StreamState, group_rows, prompt_at
+from halo_ray.verifiers import VERDICTS
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +243,9 @@ class Stream:
             self.pending[scored] = (by_pid, time.perf_counter())
             self._chunk += 1
 
-    def next_groups(self, version: int):
-        """The next learner step's groups (``halo_ray.stream.Group``, rows as dicts), waiting as needed.
+    def next_groups(self, version: int, need: int | None = None):
+        """The next learner step's groups (``halo_ray.stream.Group``, rows as dicts), waiting as needed;
+        ``need`` groups (default ``prompts_per_step``: a top-up after the algorithm rejected some).
 
         Returns ``(groups, wait_s)``: how long the driver waited for them.
         """
@@ -250,7 +253,7 @@ class Stream:
         while True:
             self.fill()
             self._drain()  # everything already scored joins the buffer, so a step takes the oldest positions
-            groups = self.buffer.take(version)
+            groups = self.buffer.take(version, need)
             if groups is not None:
                 end = time.perf_counter()
                 if end - started > 1e-3:
@@ -289,3 +292,129 @@ class Stream:
     def abandon(self) -> None:
         """Forget what is still in flight (the run is over)."""
         self.pending.clear()
+
+
+@contextlib.contextmanager
+def stream_run(config, job: str, resume: bool):
+    """Start a stream job's parts and shut them down however the run ends.
+
+    Validates ``config`` (any job config with model, data, rollout, verifier, objective, learner,
+    cluster and logging sections), reads the training and held-out problems before anything starts,
+    checks that the actors fit, claims the run directory and starts the rollout engines, verifier
+    pools and learner ranks. Yields ``(run, problems, heldout, rollout, verifiers, learner)``.
+    """
+    from halo_ray.config import validated
+    from halo_ray.data.sources import problems_from_spec
+    from halo_ray.driver import init, resolve_model
+    from halo_ray.runlog import RunLog, run_path
+
+    config = validated(config)
+    if resume and not config.logging.name:
+        raise ConfigError("--resume needs the run's name (logging.name) to find its checkpoints")
+    if not config.data.train:
+        raise ConfigError(f"data.train: name the {job} prompts (a problems file or a source such as demo#raft)")
+    problems = {p.id: p.to_dict() for p in problems_from_spec(config.data.train)}
+    heldout = [p.to_dict() for p in problems_from_spec(config.data.eval)] if config.data.eval else []
+    init(config.cluster)
+    model = resolve_model(config.model)
+    r = config.rollout
+    check_capacity(rollout=r.num_engines * r.num_cpus, verifier=verifier_cpus(config.verifier),
+                   learner=config.learner.num_ranks * config.learner.num_cpus_per_rank)
+    run = RunLog(run_path(config.logging.run_dir, config.logging.name, job, resume), config, config.logging.tensorboard)
+    parts = []  # shut down whatever started, also when a step fails
+    try:
+        from halo_ray.actors.learner import LearnerGroup
+
+        parts.append(RolloutGroup(model, r))
+        parts.append(VerifierGroup(config.verifier))
+        parts.append(LearnerGroup(model, config.learner, config.objective))
+        yield run, problems, heldout, *parts
+    finally:
+        run.close()
+        for part in parts:
+            part.shutdown()
+
+
+def evaluate_stage(run, rollout, verifiers, heldout: list, config, name: str, stages: list) -> float:
+    """Held-out pass@1 of the current weights as stage ``name``: ``eval/<name>.json``, appended to ``stages``."""
+    from halo_ray.io import write_json
+
+    results, _ = evaluate(rollout, verifiers, heldout, config.eval, config.rollout.max_new_tokens, name)
+    write_json(run.path / "eval" / f"{name}.json", results)
+    stages.append(stage_summary(results))
+    return results["pass_at_k"]["1"]
+
+
+def resume_state(run, learner, rollout, resume: bool, progress) -> dict:
+    """The checkpoint's ``extra`` (with the learner restored and the engines on its weights), or {}."""
+    ckpt = latest_checkpoint(run.path) if resume else None
+    if ckpt is None:
+        if resume:
+            log.warning("no checkpoint in %s: starting from step 0", run.path)
+        return {}
+    extra = learner.load_checkpoint(str(ckpt))
+    rollout.update_weights(learner.rollout_weights_ref(), extra["version"])
+    progress(f"resumed {run.path} at step {extra['next_step'] + 1} (policy version {extra['version']})")
+    return extra
+
+
+def stream_metrics(rows: list[dict], stream: "Stream", rollout, verifiers, wall_s: float, wait_s: float,
+                   window_s: float) -> dict:
+    """The per-step metrics every algorithm logs: rollout, reward, verdicts, stream accounting and
+    staleness, and each actor's idle fraction."""
+    from halo_ray.selection import verdict_histogram
+
+    tokens = sum(len(x["token_ids"]) for x in rows)
+    n = max(len(rows), 1)
+    rewards = sorted(x["reward"] for x in rows) or [0.0]
+    state = stream.buffer.state
+    out = {
+        "rollout/samples": len(rows), "rollout/tokens": tokens, "rollout/completion_len": tokens / n,
+        "rollout/truncated_fraction": sum(x["finish_reason"] == "length" for x in rows) / n,
+        "verify/reward_mean": sum(rewards) / n, "verify/reward_min": rewards[0], "verify/reward_max": rewards[-1],
+        "verify/reward_median": rewards[len(rewards) // 2],
+        "verify/pass_fraction": sum(x["verdict"] == "SUCCESS" for x in rows) / n,
+        "stream/wait_s": wait_s, "stream/samples_per_s": len(rows) / max(window_s, 1e-9),
+        **{f"stream/{k}": v for k, v in state.counts.items()},
+        "stream/stale_groups": state.stale_groups, "stream/filtered_groups": state.filtered_groups,
+        **{f"stream/staleness/{k}": v for k, v in state.staleness.items()},
+        **{f"verify/verdict/{k}": 0 for k in VERDICTS},
+        **{f"verify/verdict/{k}": v for k, v in verdict_histogram(rows).items()},
+    }
+    for i, st in enumerate(rollout.stats()):
+        out[f"stream/idle/rollout-{i}"] = idle_fraction(st["busy_s"], wall_s)
+    out["stream/idle/verifier"] = idle_fraction(verifiers.busy_s(), wall_s)
+    out["stream/idle/learner"] = idle_fraction(stream.timeline.busy("learner"), wall_s)
+    return out
+
+
+def train_and_sync(learner, rollout, timeline: "Timeline", examples: list[dict], version: int, step: int,
+                   **train_kwargs) -> tuple[dict, int]:
+    """Train on ``examples`` and ship the new weights (nothing is shipped when nothing was trained).
+
+    Returns ``(train_metrics, version)``; the metrics include ``time/train_s`` and ``time/sync_s``.
+    """
+    if not examples:
+        return {"time/train_s": 0.0, "time/sync_s": 0.0}, version
+    t0 = time.perf_counter()
+    metrics = learner.train(examples, **train_kwargs)
+    t1 = time.perf_counter()
+    timeline.add("learner", f"train step {step}", t0, t1)
+    version += 1
+    rollout.update_weights(learner.rollout_weights_ref(), version)
+    t2 = time.perf_counter()
+    timeline.add("sync", f"weights v{version}", t1, t2)
+    metrics.update({"time/train_s": t1 - t0, "time/sync_s": t2 - t1})
+    return metrics, version
+
+
+def samples_table(rows: list[dict], **columns: list) -> "object":
+    """A step's samples as a ``ScoredBatch`` plus extra columns (``kept``, ``advantage``...) for Parquet."""
+    import pyarrow as pa
+
+    from halo_ray.samples import SCORED_SCHEMA
+
+    table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in SCORED_SCHEMA} for r in rows], schema=SCORED_SCHEMA)
+    for name, values in columns.items():
+        table = table.append_column(name, pa.array(values))
+    return table
