@@ -50,7 +50,7 @@ def take_batch(stream: Stream, version: int, cfg, max_new_tokens: int) -> tuple[
         if not cfg.filter_zero_variance or rejected >= MAX_REJECTED_BATCHES * per_step:
             kept += groups
             break
-        table = pa.Table.from_pylist([r for g in groups for r in g.rows])
+        table = samples_table([r for g in groups for r in g.rows])
         signal, _ = prepare_groups(table, cfg, max_new_tokens)
         live = set(signal.column("prompt_id").to_pylist())
         flat = [g for g in groups if g.prompt_id not in live]
@@ -58,7 +58,7 @@ def take_batch(stream: Stream, version: int, cfg, max_new_tokens: int) -> tuple[
         counts["filtered_groups"] += len(flat)
         rejected += len(flat)
         kept += [g for g in groups if g.prompt_id in live]
-    table, c = prepare_groups(pa.Table.from_pylist([r for g in kept for r in g.rows]), cfg, max_new_tokens) \
+    table, c = prepare_groups(samples_table([r for g in kept for r in g.rows]), cfg, max_new_tokens) \
         if kept else (pa.table({}), {})
     counts["overlong"], counts["overlong_masked"] = c.get("overlong", 0), c.get("overlong_masked", 0)
     return kept, table, counts, wait
