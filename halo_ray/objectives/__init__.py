@@ -157,3 +157,6 @@ def weighted_token_nll(batch: dict, logits: "torch.Tensor", use_weights: bool) -
 def build_objective(config: "ObjectiveConfig"):
     """The objective named by ``config.name``, built from its section."""
     return OBJECTIVES.get(config.name, "objective.name")(config)
+
+
+from halo_ray.objectives import dpo as _dpo  # noqa: E402,F401  (registers "dpo"; needs OBJECTIVES above)
