@@ -15,6 +15,7 @@ from halo_ray.errors import HaloError
 
 # Each name is a module of halo_ray.cli with a register(subparsers) function.
 COMMAND_MODULES = ["model", "generate", "config_cmd", "bench", "data", "verify", "train"]
+COMMAND_MODULES += ["dpo", "sweep"]  # test-based DPO (issue 13) and grid sweeps
 
 
 def build_parser() -> argparse.ArgumentParser:
