@@ -55,6 +55,10 @@ def _problems(spec: str, key: str, limit: int = 0) -> list[dict]:
     if not spec:
         raise ConfigError(f"{key}: name the problems (a problems file or a source such as humaneval#train, demo#raft)")
     problems = [p.to_dict() for p in problems_from_spec(spec)]
+    ids = [p["id"] for p in problems]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise DataError(f"{key}={spec!r}: problem ids repeat, e.g. {dup[:3]}; pairs are formed per problem id")
     untested = [p["id"] for p in problems if not p.get("tests") and not p.get("test_cases")]
     if untested:
         raise DataError(f"{key}={spec!r}: {len(untested)} problem(s) have no tests to score responses by, "
@@ -148,6 +152,8 @@ def evaluate(config: DPOJobConfig, progress: Callable[[str], None] = log.info) -
         raise ConfigError(f"dpo.finetuned: {finetuned} is not a model directory; train one first or pass --finetuned DIR")
     baseline = resolve_model(config.model)
     out = path / "eval"
+    if (out / "summary.json").exists():
+        raise ConfigError(f"{out} already holds an evaluation (summary.json): choose another --output")
     init(config.cluster)
     results = {}
     for name, model in (("baseline", baseline), ("dpo", dataclasses.replace(config.model, path=finetuned))):
