@@ -132,6 +132,9 @@ def test_eval_compares_baseline_and_finetuned_through_the_benchmark(prefs, env, 
     tuned = json.loads((out / "dpo.json").read_text())
     assert tests["1"]["mean_diff"] == pytest.approx(tuned["pass_at_k"]["1"] - base["pass_at_k"]["1"])
     assert (out / "compare" / "report.md").is_file() and (out / "compare" / "pass_at_k.png").is_file()
+    again = run([HALO_RAY, "dpo", "eval", "--config", TINY_DPO, "--model", tiny_model, "--finetuned", prefs["model"],
+                 "--data", str(problems), "--output", str(prefs["out"])], env, ok=False)
+    assert again.returncode == 2 and "already holds an evaluation" in again.stderr
 
 
 def test_sweep_runs_two_points_and_tabulates_the_metric(env, tiny_model, tmp_path):
