@@ -359,3 +359,57 @@ class BenchmarkJobConfig:
 JOB_CONFIGS = {"generate": GenerateConfig, "benchmark": BenchmarkJobConfig, "raft": RaftJobConfig, "grpo": GRPOJobConfig,
                "sft": SFTJobConfig,
                "demo": DemoConfig}
+
+
+# --- test-based DPO (seed 002; issue 13) ---------------------------------------------------------------
+from halo_ray.objectives.dpo import DPOConfig  # noqa: E402  (the objective owns its section)
+
+
+@dataclass(frozen=True)
+class DPOPairsConfig:
+    min_gap: float = opt(0.1, "smallest test pass-rate gap that makes a preference pair; a gap of exactly this counts (seed 002: 0.1)")
+    score: str = opt("pass_rate", "what ranks a problem's responses: pass_rate (fraction of tests passed, seed 002) or the graduated reward", choices=("pass_rate", "reward"))
+    chunk_prompts: int = opt(16, "problems per rollout request; verification of a chunk starts as soon as it is sampled")
+    max_problems: int = opt(0, "use only the first N training problems for preferences (a pipeline check, seed 002's week 1); 0 uses all")
+    eval_ks: tuple[int, ...] = opt((1, 10), "k values of pass@k in dpo eval (seed 002: 1, 10); each at most eval.samples")
+    finetuned: str = opt("", "fine-tuned model that dpo eval compares with model.path (the baseline); empty uses <run>/final")
+
+    def validate(self) -> list[str]:
+        errs = []
+        if not 0 <= self.min_gap <= 1:
+            errs.append(f"min_gap must be in [0, 1] (pass rates are fractions), got {self.min_gap}")
+        if self.chunk_prompts < 1:
+            errs.append(f"chunk_prompts must be at least 1, got {self.chunk_prompts}")
+        if self.max_problems < 0:
+            errs.append(f"max_problems must be >= 0, got {self.max_problems}")
+        if not self.eval_ks or any(k < 1 for k in self.eval_ks):
+            errs.append(f"eval_ks must list positive k values, got {list(self.eval_ks)}")
+        return errs
+
+
+@dataclass(frozen=True)
+class DPOJobConfig:
+    """``halo-ray dpo prefs|eval``: seed 002's test-based DPO (preference pairs from pass rates, DPO, paired evaluation)."""
+
+    model: ModelConfig = opt(ModelConfig(), "the base model: samples the preferences, is the frozen reference and the evaluation baseline")
+    data: DataConfig = opt(DataConfig(), "train: problems with tests for preferences (the train split); eval: the held-out test split (val while tuning)")
+    rollout: RolloutConfig = opt(RolloutConfig(samples_per_prompt=10, temperature=0.8, top_p=1.0, seed=42),
+                                 "preference sampling (seed 002: n = 10 at temperature 0.8, fixed seed) and engines")
+    verifier: VerifierConfig = opt(VerifierConfig(timeout_s=5.0), "sandboxed execution against the ground-truth tests (seed 002: 5 s)")
+    learner: LearnerConfig = opt(LearnerConfig(seed=42, epochs=1), "DeepSpeed learner ranks and optimisation (seed 002: seed 42, 1-3 epochs)")
+    objective: DPOConfig = opt(DPOConfig(), "the DPO loss (beta, label smoothing)")
+    dpo: DPOPairsConfig = opt(DPOPairsConfig(), "pair rule and evaluation settings")
+    eval: EvalConfig = opt(EvalConfig(samples=10, temperature=0.8, top_p=0.95, seed=42),
+                           "evaluation sampling (seed 002: k = 10 at temperature 0.8, top-p 0.95, seed 42)")
+    cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
+    logging: LoggingConfig = opt(LoggingConfig(name=""), "run directory and logs")
+
+    def validate(self) -> list[str]:
+        too_big = [k for k in self.dpo.eval_ks if k > self.eval.samples]
+        if too_big:
+            return [f"dpo.eval_ks {list(self.dpo.eval_ks)} has k above eval.samples={self.eval.samples}: "
+                    "pass@k needs at least k samples per problem; raise eval.samples or lower dpo.eval_ks"]
+        return []
+
+
+JOB_CONFIGS["dpo"] = DPOJobConfig

@@ -194,4 +194,7 @@ def build_objective(config: "ObjectiveConfig"):
     cls = OBJECTIVES.get(config.name, "objective.name")
     return cls(getattr(config, config.name, None))
 
-from halo_ray.objectives import grpo as _grpo  # noqa: E402,F401  (registers "grpo"; at the end: grpo imports OBJECTIVES)
+
+# At the end: these modules import OBJECTIVES to register themselves.
+from halo_ray.objectives import dpo as _dpo  # noqa: E402,F401
+from halo_ray.objectives import grpo as _grpo  # noqa: E402,F401

@@ -1,0 +1,115 @@
+"""``halo-ray dpo pairs|prefs|eval``: seed 002's test-based DPO, stage by stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from halo_ray.cli.common import add_config_args, job_config
+
+
+def _output(path: str | None) -> dict:
+    """``--output runs/x`` sets the run directory's parent and name."""
+    if not path:
+        return {}
+    p = Path(path)
+    return {"logging.run_dir": str(p.parent), "logging.name": p.name}
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("dpo", help="test-based DPO (seed 002): preference pairs from pass rates, evaluation")
+    dsub = parser.add_subparsers(dest="dpo_command", required=True, metavar="SUBCOMMAND")
+
+    pairs = dsub.add_parser("pairs", help="form preference pairs from a scored file (seed 002's rule)",
+                            description="Every two responses of a problem whose scores differ by at least --min-gap "
+                                        "(exactly the gap counts; ties never pair) become a pair, the higher chosen.")
+    pairs.add_argument("--scored", required=True, metavar="FILE",
+                       help="JSONL or Parquet, one record per response: problem_id, prompt, completion, pass_rate, verdict")
+    pairs.add_argument("--min-gap", type=float, default=0.1, metavar="G", help="smallest score gap of a pair (default 0.1)")
+    pairs.add_argument("--score", default="pass_rate", help="field holding the score (default pass_rate)")
+    pairs.add_argument("--output", required=True, metavar="FILE", help="pairs file, JSONL or Parquet by extension")
+    pairs.set_defaults(func=run_pairs)
+
+    prefs = dsub.add_parser("prefs", help="sample n responses per training problem, verify, score, pair",
+                            description="Rollout actors sample rollout.samples_per_prompt responses per problem "
+                                        "(seed 002: 10 at T 0.8, fixed seed); the sandbox runs each against the "
+                                        "tests; pass rates make the pairs. Writes <output>/scored.jsonl, "
+                                        "dpo_preferences.jsonl and .parquet, prefs.json.")
+    prefs.add_argument("--model", help="base model directory (model.path; default: the embedded tiny model)")
+    prefs.add_argument("--data", help="training problems: file or source[#split] (data.train), e.g. humaneval#train")
+    prefs.add_argument("--output", help="run directory (logging.run_dir/logging.name)")
+    add_config_args(prefs)
+    prefs.set_defaults(func=run_prefs)
+
+    evaluate = dsub.add_parser("eval", help="baseline vs fine-tuned on the held-out split: pass@k, verdicts, paired t-test",
+                               description="Benchmarks model.path (the baseline) and the fine-tuned model with the "
+                                           "evaluation sampling (seed 002: k = 10, T 0.8, top-p 0.95, seed 42) and "
+                                           "compares them problem by problem. Writes <output>/eval/.")
+    evaluate.add_argument("--model", "--baseline", dest="model", help="baseline model directory (model.path)")
+    evaluate.add_argument("--finetuned", help="fine-tuned model directory (dpo.finetuned; default <output>/final)")
+    evaluate.add_argument("--data", help="held-out problems (data.eval), e.g. humaneval#test")
+    evaluate.add_argument("--output", help="run directory (logging.run_dir/logging.name)")
+    add_config_args(evaluate)
+    evaluate.set_defaults(func=run_eval)
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    from halo_ray.dpo.pairs import form_pairs, read_scored
+    from halo_ray.io import check_table_suffix, write_records
+
+    check_table_suffix(args.output, "output")  # before reading a large file
+    records = read_scored(args.scored, args.score)
+    pairs = form_pairs(records, args.min_gap, args.score)
+    write_records(args.output, pairs)
+    problems = len({r["problem_id"] for r in records})
+    print(f"{len(pairs)} pairs from {len(records)} responses of {problems} problems -> {args.output}")
+    return 0
+
+
+def run_prefs(args: argparse.Namespace) -> int:
+    from halo_ray.sections import DPOJobConfig
+
+    config = job_config(DPOJobConfig, args, {"model.path": args.model, "data.train": args.data, **_output(args.output)})
+    from halo_ray import driver
+    from halo_ray.driver.dpo import preferences
+
+    try:
+        summary = preferences(config, progress=print)
+    finally:
+        driver.shutdown()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from halo_ray.sections import DPOJobConfig
+
+    config = job_config(DPOJobConfig, args, {"model.path": args.model, "dpo.finetuned": args.finetuned,
+                                             "data.eval": args.data, **_output(args.output)})
+    from halo_ray import driver
+    from halo_ray.driver.dpo import evaluate
+
+    try:
+        summary = evaluate(config, progress=print)
+    finally:
+        driver.shutdown()
+    print_comparison(summary)
+    return 0
+
+
+def print_comparison(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from halo_ray.bench.report import stage_rows, test_rows
+
+    console = Console()
+    for title, (header, rows) in (("stages", stage_rows(summary)), ("paired tests", test_rows(summary))):
+        table = Table(title=title)
+        for column in header:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    console.print(f"report: {summary['report']}")

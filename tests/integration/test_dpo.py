@@ -1,0 +1,158 @@
+"""``halo-ray dpo prefs|eval`` and ``halo-ray sweep`` end to end: the tiny model on a real Ray cluster.
+
+Preferences need responses that pass some tests and fail others, so the tiny model gets a short SFT
+warm start on ``demo#sft`` first (an untrained model fails every test: no two responses differ). The
+commands are subprocesses that join the session's cluster (RAY_ADDRESS), as a user's command would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HALO_RAY = str(Path(sys.executable).with_name("halo-ray"))
+TINY_DPO = str(REPO / "configs" / "tiny" / "dpo.yaml")
+VERDICTS = {"SUCCESS", "WRONG_OUTPUT", "RUNTIME_ERROR", "TIMEOUT", "SYNTAX_ERROR"}
+PROBLEMS = 24  # training problems of the preference run (dpo.max_problems)
+SFT_SETS = ["learner.lr=0.002", "learner.micro_batch_size=32", "learner.zero_stage=0"]
+
+
+def run(cmd: list[str], env: dict, timeout: float = 600, ok: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    if ok:
+        assert done.returncode == 0, f"{cmd[:3]} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def sets(values: list[str]) -> list[str]:
+    return [arg for value in values for arg in ("--set", value)]
+
+
+@pytest.fixture(scope="module")
+def env(ray_session):
+    return dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
+
+
+@pytest.fixture(scope="module")
+def warm_model(env, tiny_model, tmp_path_factory):
+    """The tiny model after ~180 SFT steps: it passes some demo problems' tests and fails others."""
+    out = tmp_path_factory.mktemp("dpo") / "sft"
+    run([HALO_RAY, "sft", "train", "--model", tiny_model, "--data", "demo#sft", "--epochs", "12", "--output", str(out),
+         *sets(SFT_SETS + ["learner.lr_schedule=cosine", "learner.warmup_steps=10"])], env)
+    return str(out / "final")
+
+
+@pytest.fixture(scope="module")
+def prefs(env, warm_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dpo") / "run"
+    done = run([HALO_RAY, "dpo", "prefs", "--config", TINY_DPO, "--model", warm_model, "--output", str(out),
+                "--set", f"dpo.max_problems={PROBLEMS}"], env)
+    return {"out": out, "stdout": done.stdout, "model": warm_model}
+
+
+def test_prefs_scores_ten_responses_per_problem(prefs):
+    scored = [json.loads(line) for line in (prefs["out"] / "scored.jsonl").read_text().splitlines()]
+    assert len(scored) == PROBLEMS * 10
+    by_problem: dict[str, list[dict]] = {}
+    for rec in scored:
+        by_problem.setdefault(rec["problem_id"], []).append(rec)
+        assert rec["verdict"] in VERDICTS and 0.0 <= rec["pass_rate"] <= 1.0
+        assert (rec["verdict"] == "SUCCESS") == (rec["pass_rate"] == 1.0)
+    assert len(by_problem) == PROBLEMS
+    assert all(sorted(r["sample_index"] for r in recs) == list(range(10)) for recs in by_problem.values())
+    stream = pq.read_table(prefs["out"] / "samples" / "prefs.parquet")
+    assert stream.num_rows == PROBLEMS * 10 and {"token_ids", "logprobs", "pass_rate"} <= set(stream.column_names)
+    summary = json.loads((prefs["out"] / "prefs.json").read_text())
+    assert summary["samples"] == PROBLEMS * 10 and summary["problems"] == PROBLEMS
+    assert sum(summary["verdicts"].values()) == PROBLEMS * 10
+    assert summary["settings"]["samples_per_prompt"] == 10 and summary["settings"]["temperature"] == 0.8
+    assert summary["timing"]["per_problem_s"] > 0
+
+
+def test_prefs_pairs_follow_the_rule_and_the_sandbox(prefs):
+    from halo_ray.bench.score import verify_record
+    from halo_ray.data.sources import problems_from_spec
+    from halo_ray.dpo.pairs import form_pairs, read_scored
+    from halo_ray.sections import VerifierConfig
+    from halo_ray.verifiers import verify_batch
+
+    pairs = [json.loads(line) for line in (prefs["out"] / "dpo_preferences.jsonl").read_text().splitlines()]
+    assert pairs, "the warm-started model should pass some tests and fail others"
+    assert pairs == pq.read_table(prefs["out"] / "dpo_preferences.parquet").to_pylist()
+    assert pairs == form_pairs(read_scored(prefs["out"] / "scored.jsonl"), 0.1)  # the file is the rule's output
+    assert all(p["chosen_score"] - p["rejected_score"] >= 0.1 - 1e-9 for p in pairs)
+    summary = json.loads((prefs["out"] / "prefs.json").read_text())
+    assert summary["pairs"] == len(pairs) and summary["problems_with_pairs"] == len({p["problem_id"] for p in pairs})
+    # Re-run one pair's responses in a fresh sandbox: the scores in the file are what the tests say.
+    problems = {p.id: p.to_dict() for p in problems_from_spec("demo#raft")}
+    pair = next(p for p in pairs if p["chosen_verdict"] == "SUCCESS")
+    results = verify_batch([verify_record(problems[pair["problem_id"]], pair[side], side) for side in ("chosen", "rejected")],
+                           VerifierConfig(name="python", workers=1))
+    assert [r["verdict"] for r in results] == [pair["chosen_verdict"], pair["rejected_verdict"]]
+    assert [r["pass_rate"] for r in results] == pytest.approx([pair["chosen_score"], pair["rejected_score"]])
+
+
+def test_prefs_refuses_to_overwrite_a_run(prefs, env):
+    done = run([HALO_RAY, "dpo", "prefs", "--config", TINY_DPO, "--model", prefs["model"], "--output", str(prefs["out"]),
+                "--set", "dpo.max_problems=2"], env, ok=False)
+    assert done.returncode == 2 and "already holds preferences" in done.stderr
+
+
+def test_eval_compares_baseline_and_finetuned_through_the_benchmark(prefs, env, tiny_model):
+    from halo_ray.data import write_problems
+    from halo_ray.data.sources import problems_from_spec
+
+    heldout = problems_from_spec("demo#heldout")[::20]  # 12 held-out problems across operations
+    problems = prefs["out"].parent / "heldout.jsonl"
+    write_problems(problems, heldout)
+    run([HALO_RAY, "dpo", "eval", "--config", TINY_DPO, "--model", tiny_model, "--finetuned", prefs["model"],
+         "--data", str(problems), "--output", str(prefs["out"])], env)
+    out = prefs["out"] / "eval"
+    summary = json.loads((out / "summary.json").read_text())
+    for name, model in (("baseline", tiny_model), ("dpo", prefs["model"])):
+        result = json.loads((out / f"{name}.json").read_text())
+        assert result["model"] == model and result["problems"] == len(heldout)
+        assert result["samples"] == 10 * len(heldout) and set(result["pass_at_k"]) == {"1", "10"}
+        assert result["settings"]["top_p"] == 0.95 and result["settings"]["seed"] == 42
+        assert result["timing"]["per_problem_s"] > 0 and 0 <= result["compile_rate"] <= 1
+        assert set(result["verdicts"]) <= VERDICTS
+        stage = next(s for s in summary["stages"] if s["name"] == name)
+        assert stage["pass_at_k"] == result["pass_at_k"] and stage["verdicts"] == result["verdicts"]
+        assert summary["time_per_problem_s"][name] == result["timing"]["per_problem_s"]
+    tests = {t["k"]: t for t in summary["tests"]}
+    assert set(tests) == {"1", "10"} and all(t["n"] == len(heldout) for t in tests.values())
+    base = json.loads((out / "baseline.json").read_text())
+    tuned = json.loads((out / "dpo.json").read_text())
+    assert tests["1"]["mean_diff"] == pytest.approx(tuned["pass_at_k"]["1"] - base["pass_at_k"]["1"])
+    assert (out / "compare" / "report.md").is_file() and (out / "compare" / "pass_at_k.png").is_file()
+    again = run([HALO_RAY, "dpo", "eval", "--config", TINY_DPO, "--model", tiny_model, "--finetuned", prefs["model"],
+                 "--data", str(problems), "--output", str(prefs["out"])], env, ok=False)
+    assert again.returncode == 2 and "already holds an evaluation" in again.stderr
+
+
+def test_sweep_runs_two_points_and_tabulates_the_metric(env, tiny_model, tmp_path):
+    config = tmp_path / "sft-tiny.yaml"
+    config.write_text(f"model:\n  path: {tiny_model}\ndata:\n  train: 'demo#sft'\nlearner:\n  epochs: 1\n"
+                      "  micro_batch_size: 32\n  zero_stage: 0\n")
+    out = tmp_path / "sweep"
+    done = run([HALO_RAY, "sweep", "--job", "sft", "--config", str(config), "--grid", "learner.lr=0.0005,0.005",
+                "--metric", "train/loss", "--goal", "min", "--output", str(out)], env, timeout=900)
+    record = json.loads((out / "sweep.json").read_text())
+    runs = record["runs"]
+    assert [r["name"] for r in runs] == ["000-lr=0.0005", "001-lr=0.005"]
+    assert [r["status"] for r in runs] == ["ok", "ok"]
+    for r, lr in zip(runs, (0.0005, 0.005)):
+        cfg = (Path(r["dir"]) / "config.yaml").read_text()
+        assert f"lr: {lr}" in cfg  # the point's value reached the run
+        logged = [json.loads(line) for line in (Path(r["dir"]) / "metrics.jsonl").read_text().splitlines()]
+        assert r["metric"] == logged[-1]["train/loss"]
+    assert runs[0]["metric"] != runs[1]["metric"]
+    assert record["best"] == min(runs, key=lambda r: r["metric"])["name"]
+    assert "000-lr=0.0005" in done.stdout and "train/loss" in done.stdout
