@@ -18,10 +18,10 @@ def _output(path: str | None) -> dict:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("dpo", help="test-based DPO (seed 002): preference pairs from pass rates, evaluation")
+    parser = sub.add_parser("dpo", help="test-based DPO: preference pairs from pass rates, evaluation")
     dsub = parser.add_subparsers(dest="dpo_command", required=True, metavar="SUBCOMMAND")
 
-    pairs = dsub.add_parser("pairs", help="form preference pairs from a scored file (seed 002's rule)",
+    pairs = dsub.add_parser("pairs", help="form preference pairs from a scored file (every pair of a problem whose scores differ by at least --min-gap)",
                             description="Every two responses of a problem whose scores differ by at least --min-gap "
                                         "(exactly the gap counts; ties never pair) become a pair, the higher chosen.")
     pairs.add_argument("--scored", required=True, metavar="FILE",
@@ -33,7 +33,7 @@ def register(sub) -> None:
 
     prefs = dsub.add_parser("prefs", help="sample n responses per training problem, verify, score, pair",
                             description="Rollout actors sample rollout.samples_per_prompt responses per problem "
-                                        "(seed 002: 10 at T 0.8, fixed seed); the sandbox runs each against the "
+                                        "(default 10 at T 0.8, fixed seed); the sandbox runs each against the "
                                         "tests; pass rates make the pairs. Writes <output>/scored.jsonl, "
                                         "dpo_preferences.jsonl and .parquet, prefs.json.")
     prefs.add_argument("--model", help="base model directory (model.path; default: the embedded tiny model)")
@@ -44,7 +44,7 @@ def register(sub) -> None:
 
     evaluate = dsub.add_parser("eval", help="baseline vs fine-tuned on the held-out split: pass@k, verdicts, paired t-test",
                                description="Benchmarks model.path (the baseline) and the fine-tuned model with the "
-                                           "evaluation sampling (seed 002: k = 10, T 0.8, top-p 0.95, seed 42) and "
+                                           "evaluation sampling (default k = 10, T 0.8, top-p 0.95, seed 42) and "
                                            "compares them problem by problem. Writes <output>/eval/.")
     evaluate.add_argument("--model", "--baseline", dest="model", help="baseline model directory (model.path)")
     evaluate.add_argument("--finetuned", help="fine-tuned model directory (dpo.finetuned; default <output>/final)")
