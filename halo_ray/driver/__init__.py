@@ -46,7 +46,7 @@ def init(cluster: ClusterConfig | None = None) -> None:
     else:
         # Logical CPUs: rollout, verifier and learner actors each reserve some and take turns on a small box.
         num_cpus = cluster.num_cpus or max(4, os.cpu_count() or 1)
-        ray.init(num_cpus=num_cpus, namespace=cluster.namespace, include_dashboard=False,
+        ray.init(num_cpus=num_cpus, namespace=cluster.namespace, include_dashboard=cluster.dashboard,
                  runtime_env={"env_vars": env}, log_to_driver=False)
     _OWN_SESSION = True
 
@@ -80,11 +80,11 @@ class RolloutGroup:
     dealt out in contiguous chunks so that each engine gets an equal share.
     """
 
-    def __init__(self, model: ModelConfig, rollout: RolloutConfig):
+    def __init__(self, model: ModelConfig, rollout: RolloutConfig, run: str = ""):
         from halo_ray.actors.rollout import start_rollout_actors
 
         self.model, self.rollout = resolve_model(model), rollout
-        self.actors = start_rollout_actors(self.model, rollout)
+        self.actors = start_rollout_actors(self.model, rollout, run=run)  # named <run>/rollout-<i>
         self.version = 0
 
     def submit(self, prompts: list[dict], chunk_size: int = 0, **overrides) -> list[ray.ObjectRef]:

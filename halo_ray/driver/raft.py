@@ -34,10 +34,10 @@ from halo_ray.sections import RaftJobConfig, SFTJobConfig
 log = logging.getLogger(__name__)
 
 
-def _learner_group(model, learner, objective, total_steps=None):
+def _learner_group(model, learner, objective, total_steps=None, run=""):
     from halo_ray.actors.learner import LearnerGroup
 
-    return LearnerGroup(model, learner, objective, total_steps=total_steps)
+    return LearnerGroup(model, learner, objective, total_steps=total_steps, run=run)
 
 
 def raft(config: RaftJobConfig, resume: bool = False, progress: Callable[[str], None] = log.info) -> dict:
@@ -67,9 +67,9 @@ def raft(config: RaftJobConfig, resume: bool = False, progress: Callable[[str], 
                  config.logging.tensorboard)
     groups = []  # shut down whatever started, also when a cycle fails
     try:
-        groups.append(RolloutGroup(model, r))
-        groups.append(VerifierGroup(config.verifier))
-        groups.append(_learner_group(model, config.learner, config.objective))
+        groups.append(RolloutGroup(model, r, run=run.path.name))
+        groups.append(VerifierGroup(config.verifier, run=run.path.name))
+        groups.append(_learner_group(model, config.learner, config.objective, run=run.path.name))
         return _raft_loop(config, resume, run, problems, heldout, *groups, progress=progress)
     finally:
         run.close()
@@ -209,7 +209,7 @@ def sft(config: SFTJobConfig) -> dict:
     run = RunLog(path, config, config.logging.tensorboard)
     learner = None
     try:
-        learner = _learner_group(model, lc, config.objective, total_steps=steps)
+        learner = _learner_group(model, lc, config.objective, total_steps=steps, run=path.name)
         started = time.perf_counter()
         metrics = learner.train(examples)
         run.log(1, {f"train/{k}": v for k, v in metrics.items()}, stage="sft")

@@ -30,10 +30,10 @@ CHECKPOINT_RE = re.compile(r"^cycle_(\d{4,})$")
 class VerifierGroup:
     """VerifierPool actors sized from ``verifier.workers`` (0: one worker per CPU of this machine)."""
 
-    def __init__(self, verifier: VerifierConfig):
+    def __init__(self, verifier: VerifierConfig, run: str = ""):
         from halo_ray.actors.verifier import start_pools
 
-        self.pools = start_pools(verifier, num_pools=1, cpus_per_pool=float(verifier_cpus(verifier)))
+        self.pools = start_pools(verifier, num_pools=1, cpus_per_pool=float(verifier_cpus(verifier)), run=run)
 
     def score(self, rollout_ref, problems: dict, index: int = 0):
         """A ref to the ``ScoredBatch`` of a ``RolloutBatch`` ref (runs once the rollout is done)."""
