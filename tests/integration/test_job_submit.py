@@ -143,8 +143,15 @@ def build_wheel(tmp_path: Path) -> Path:
     src = tmp_path / "src"  # build from a copy: setuptools leaves build/ in the source tree
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info",
                                                              "__pycache__", ".pytest_cache"))
+    # pyproject.toml needs setuptools>=77; a venv's own older setuptools may shadow a newer one further
+    # down sys.path (a .pth to shared site-packages): build with the newest one found first.
+    from importlib.metadata import distributions
+
+    newest = max((d for d in distributions() if (d.metadata["Name"] or "").lower() == "setuptools"),
+                 key=lambda d: tuple(int(x) for x in d.version.split(".")[:2]))
+    env = {**os.environ, "PYTHONPATH": str(Path(newest.locate_file("")))}
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                           "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+                           "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("halo_ray-*.whl")
     return wheel
