@@ -29,16 +29,22 @@ RECORDS = [SLOW] + [{"id": i, "code": f"def f(x):\n    return x + {1 if i % 2 el
                     for i in range(5)]
 
 
+def actors(**kw):
+    # This session's own address: other Ray instances may run on the machine.
+    return list_actors(address=ray.get_runtime_context().gcs_address, limit=1000, **kw)
+
+
 def actor(name: str):
-    (row,) = list_actors(filters=[("name", "=", name)], detail=True)
+    (row,) = actors(filters=[("name", "=", name)], detail=True)
     return row
 
 
-def wait_alive(name: str, timeout: float = 120) -> dict:
+def wait_alive(name: str, old_pid: int = 0, timeout: float = 300) -> dict:
+    """The actor's state once it is ALIVE in a process other than ``old_pid`` (restarted)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = actor(name)
-        if row.state == "ALIVE":
+        if row.state == "ALIVE" and row.pid != old_pid:
             return row
         time.sleep(0.5)
     raise TimeoutError(f"{name} not alive again: {row.state}")
@@ -57,7 +63,7 @@ def main(model_dir: str) -> None:
     learner = LearnerGroup(model, LearnerConfig(num_ranks=2, zero_stage=0), ObjectiveConfig(name="sft"), run=RUN)
     try:
         ray.get(pools[0].workers.remote())
-        out["names"] = sorted(a.name for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        out["names"] = sorted(a.name for a in actors(filters=[("state", "=", "ALIVE")])
                               if a.name.startswith(RUN + "/"))
 
         # A verifier pool killed mid-call (SIGKILL of its worker process): Ray restarts it, the call retries.
@@ -66,21 +72,21 @@ def main(model_dir: str) -> None:
         time.sleep(2.0)  # the slow program is running in the sandbox
         os.kill(before.pid, signal.SIGKILL)
         results = ray.get(ref, timeout=180)
-        after = wait_alive(f"{RUN}/verifier-0")
+        after = wait_alive(f"{RUN}/verifier-0", before.pid)
         out["verifier"] = {"pid_before": before.pid, "pid_after": after.pid, "restarts": after.num_restarts,
                            "verdicts": [(r["id"], r["verdict"]) for r in results]}
         # And once more through Ray's own kill that allows a restart.
         ray.kill(pools[0], no_restart=False)
         again = ray.get(pools[0].verify.remote(RECORDS[1:3]), timeout=180)
         out["verifier"]["after_ray_kill"] = [(r["id"], r["verdict"]) for r in again]
-        out["verifier"]["restarts_after_ray_kill"] = wait_alive(f"{RUN}/verifier-0").num_restarts
+        out["verifier"]["restarts_after_ray_kill"] = wait_alive(f"{RUN}/verifier-0", after.pid).num_restarts
 
         # A rollout engine killed: Ray restarts it (the stream re-issues its prompts and ships weights).
         engine = rollout.actors[0]
         pid = actor(f"{RUN}/rollout-0").pid
         os.kill(pid, signal.SIGKILL)
-        ray.get(engine.ready.remote(), timeout=300)  # answered by the restarted engine
-        row = wait_alive(f"{RUN}/rollout-0")
+        row = wait_alive(f"{RUN}/rollout-0", pid)  # calls in flight while it died fail (no task retries)
+        ray.get(engine.ready.remote(), timeout=300)  # the same handle reaches the restarted engine
         out["rollout"] = {"pid_before": pid, "pid_after": row.pid, "restarts": row.num_restarts,
                           "version_after_restart": ray.get(engine.version.remote())}
     finally:
