@@ -96,13 +96,19 @@ class Head:
 
 def submit_tiny_raft(head: Head, name: str) -> str:
     """Submit the tiny RAFT job as the README says, wait for it; returns its logs."""
-    job_id = f"tiny-raft-{name}-{os.getpid()}"
+    return submit_tiny(head, "raft", name)
+
+
+def submit_tiny(head: Head, job: str, name: str) -> str:
+    """Submit ``jobs/<job>.py --config configs/tiny/<job>.yaml`` as cluster/README.md says, wait for it;
+    returns its logs."""
+    job_id = f"tiny-{job}-{name}-{os.getpid()}"
     refused = subprocess.run(head.ray + ["job", "list", "--address", head.dashboard], capture_output=True, text=True,
                              env={k: v for k, v in head.env.items() if k != "RAY_AUTH_MODE"}, timeout=60)
     assert refused.returncode != 0, "the head must require its token (token auth on, as Ray defaults)"
     done = head.cli("job", "submit", "--address", head.dashboard, "--submission-id", job_id, "--working-dir", ".",
                     "--runtime-env", "cluster/runtime-env.yaml", "--no-wait", "--",
-                    "python", "jobs/raft.py", "--config", "configs/tiny/raft.yaml", "--set", f"logging.name={name}")
+                    "python", f"jobs/{job}.py", "--config", f"configs/tiny/{job}.yaml", "--set", f"logging.name={name}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     deadline, status = time.monotonic() + 600, ""
     while time.monotonic() < deadline:
@@ -133,10 +139,18 @@ def test_submit_tiny_raft_from_the_editable_checkout(tmp_path):
     head = Head(sys.executable, tmp_path)
     try:
         logs = submit_tiny_raft(head, "editable")
+        # The other jobs' tiny presets through the same door.
+        sft_logs = submit_tiny(head, "sft", "sft-editable")
+        bench_logs = submit_tiny(head, "benchmark", "unused")
     finally:
         head.stop()
     check_run_directory(logs, tmp_path, "editable")
     assert f"from {ROOT / 'halo_ray'};" in logs  # the editable install's package (the checkout itself)
+    sft_run = tmp_path / "halo-ray" / "runs" / "sft-editable"
+    assert f"run directory {sft_run}" in sft_logs and (sft_run / "final" / "config.json").is_file()
+    results = tmp_path / "halo-ray" / "tiny-benchmark.json"  # benchmark.output, relative: under HALO_RAY_HOME
+    assert f"results {results}" in bench_logs
+    assert json.loads(results.read_text())["problems"] == 16
 
 
 def build_wheel(tmp_path: Path) -> Path:
