@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     parser.add_argument("--resume", action="store_true", help="continue logging.name's run from its last checkpoint")
     args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):  # `ray job logs` shows progress as it happens, not at exit
+        sys.stdout.reconfigure(line_buffering=True)
     from halo_ray import driver
 
     try:

@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="halo-ray SFT job")
     add_config_args(parser)
     args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):  # `ray job logs` shows progress as it happens, not at exit
+        sys.stdout.reconfigure(line_buffering=True)
     from halo_ray import driver
 
     try:
