@@ -19,6 +19,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from halo_ray.learner import Learner, free_port, learner_env, merge_metrics
+from halo_ray.placement import actor_name
 from halo_ray.sections import LearnerConfig, ModelConfig, ObjectiveConfig
 
 
@@ -76,10 +77,12 @@ class LearnerGroup:
         learner: optimisation, parallelism and placement.
         objective: the objective section.
         total_steps: optimizer steps a cosine schedule decays over (``Learner``).
+        run: names the ranks ``<run>/learner-<i>`` (``ray list actors``, the dashboard); empty leaves
+            them unnamed.
     """
 
     def __init__(self, model: ModelConfig, learner: LearnerConfig, objective: ObjectiveConfig,
-                 total_steps: int | None = None):
+                 total_steps: int | None = None, run: str = ""):
         self.config = learner
         self._busy_s = 0.0
         n = learner.num_ranks
@@ -91,6 +94,7 @@ class LearnerGroup:
         ray.get(self.placement_group.ready())
         self.ranks = [
             LearnerRank.options(
+                name=actor_name(run, "learner", i),
                 num_cpus=learner.num_cpus_per_rank,
                 num_gpus=learner.num_gpus_per_rank,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=i),

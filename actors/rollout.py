@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ray
 
+from halo_ray.placement import actor_name
 from halo_ray.rollout import RolloutEngine, engine_env
 from halo_ray.sections import ModelConfig, RolloutConfig
 
@@ -41,13 +42,25 @@ class RolloutActor:
         self.engine.close()
 
 
-def start_rollout_actors(model: ModelConfig, rollout: RolloutConfig) -> list:
-    """Start ``rollout.num_engines`` actors, each with its resources and engine environment; waits until loaded."""
+# Ray restarts an engine that dies (memory monitor, node lost) this many times; its calls in flight
+# fail rather than retry, because a restarted engine holds the initial weights: the driver re-issues
+# the prompts and ships the latest weights.
+ROLLOUT_MAX_RESTARTS = 3
+
+
+def start_rollout_actors(model: ModelConfig, rollout: RolloutConfig, run: str = "") -> list:
+    """Start ``rollout.num_engines`` actors, each with its resources and engine environment; waits until loaded.
+
+    ``run`` names them ``<run>/rollout-<i>`` (``ray list actors``, the dashboard); empty leaves them unnamed.
+    """
     actors = [
         RolloutActor.options(
+            name=actor_name(run, "rollout", i),
             num_cpus=rollout.num_cpus,
             num_gpus=rollout.num_gpus,
             max_concurrency=4,
+            max_restarts=ROLLOUT_MAX_RESTARTS,
+            max_task_retries=0,
             runtime_env={"env_vars": engine_env(rollout)},
         ).remote(model, rollout, i)
         for i in range(rollout.num_engines)

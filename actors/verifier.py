@@ -13,6 +13,7 @@ import math
 
 import ray
 
+from halo_ray.placement import actor_name
 from halo_ray.selection import score_rollouts
 from halo_ray.sections import VerifierConfig
 from halo_ray.timing import BusyClock
@@ -48,11 +49,23 @@ class VerifierPool:
         self.verifier.close()
 
 
-def start_pools(cfg: VerifierConfig, num_pools: int = 1, cpus_per_pool: float = 1.0) -> list:
-    """Start ``num_pools`` VerifierPool actors of ``cpus_per_pool`` CPUs each (threaded, one call per worker)."""
+# A pool that dies (a sandbox took its process down, the memory monitor, a node lost) is restarted by
+# Ray, and its calls in flight are retried on the new one: verify and score are pure functions of
+# their arguments, so a retry returns what the first try would have.
+VERIFIER_MAX_RESTARTS = 5
+VERIFIER_MAX_TASK_RETRIES = 3
+
+
+def start_pools(cfg: VerifierConfig, num_pools: int = 1, cpus_per_pool: float = 1.0, run: str = "") -> list:
+    """Start ``num_pools`` VerifierPool actors of ``cpus_per_pool`` CPUs each (threaded, one call per worker).
+
+    ``run`` names them ``<run>/verifier-<i>`` (``ray list actors``, the dashboard); empty leaves them unnamed.
+    """
     concurrency = max(1, cfg.workers or math.floor(cpus_per_pool))
-    return [VerifierPool.options(num_cpus=cpus_per_pool, max_concurrency=concurrency).remote(cfg)
-            for _ in range(num_pools)]
+    return [VerifierPool.options(name=actor_name(run, "verifier", i), num_cpus=cpus_per_pool,
+                                 max_concurrency=concurrency, max_restarts=VERIFIER_MAX_RESTARTS,
+                                 max_task_retries=VERIFIER_MAX_TASK_RETRIES).remote(cfg)
+            for i in range(num_pools)]
 
 
 class BoundedVerifier:

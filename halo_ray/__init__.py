@@ -17,7 +17,21 @@ Config sections live in ``halo_ray.sections``; ``halo_ray.config.load_config`` r
 
 from __future__ import annotations
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# Imported straight from a source checkout (Ray's --working-dir copy, PYTHONPATH=.): `actors/` and
+# `jobs/` sit beside this folder, where installs map them to halo_ray.actors and halo_ray.jobs
+# (setuptools package-dir). Let the checkout's subpackages resolve there, so that an uploaded copy is
+# a whole package; an installed wheel has them inside and is untouched. cluster/README.md says how to
+# run an installed wheel instead of the uploaded code (cluster/runtime-env.yaml leaves halo_ray/ out).
+_here = _os.path.dirname(_os.path.abspath(__file__))
+_checkout = _os.path.dirname(_here)
+if (not _os.path.isdir(_os.path.join(_here, "actors"))
+        and _os.path.isfile(_os.path.join(_checkout, "actors", "__init__.py"))
+        and _os.path.isfile(_os.path.join(_checkout, "pyproject.toml"))):
+    __path__.append(_checkout)  # type: ignore[name-defined]  # noqa: F821
 
 _DRIVER_NAMES = {"init", "generate", "benchmark", "shutdown", "RolloutGroup", "resolve_model", "verify"}
 _JOB_NAMES = {"sft": "halo_ray.driver.raft", "raft": "halo_ray.driver.raft", "demo": "halo_ray.driver.demo"}

@@ -127,6 +127,8 @@ class ClusterConfig:
     address: str = opt("", "Ray address to join; empty uses RAY_ADDRESS, else starts a local session")
     num_cpus: int = opt(0, "logical CPUs of a local session; 0 means max(4, the machine's CPUs), so rollout, verifier and learner actors fit on a small box")
     namespace: str = opt("halo-ray", "Ray namespace of the run's actors")
+    dashboard: bool = opt(False, "start Ray's dashboard with a local session (http://127.0.0.1:8265; a joined cluster has its own)")
+    colocate: bool = opt(False, "one GPU: rollout engine i and learner rank i share a GPU bundle (halo_ray.placement)")
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def init(cluster: ClusterConfig | None = None) -> None:
                 address="local",
                 num_cpus=num_cpus,
                 namespace=cluster.namespace,
-                include_dashboard=False,
+                include_dashboard=cluster.dashboard,
                 runtime_env={"env_vars": env},
                 log_to_driver=verbose,
             )
@@ -166,11 +166,11 @@ class RolloutGroup:
     dealt out in contiguous chunks so that each engine gets an equal share.
     """
 
-    def __init__(self, model: ModelConfig, rollout: RolloutConfig):
+    def __init__(self, model: ModelConfig, rollout: RolloutConfig, run: str = ""):
         from halo_ray.actors.rollout import start_rollout_actors
 
         self.model, self.rollout = resolve_model(model), rollout
-        self.actors = start_rollout_actors(self.model, rollout)
+        self.actors = start_rollout_actors(self.model, rollout, run=run)  # named <run>/rollout-<i>
         self.version = 0
 
     def submit(self, prompts: list[dict], chunk_size: int = 0, index: int = 0, **overrides) -> list[ray.ObjectRef]:

@@ -57,7 +57,7 @@ def sft(config: SFTJobConfig) -> dict:
     try:
         from halo_ray.actors.learner import LearnerGroup
 
-        learner = LearnerGroup(model, lc, config.objective, total_steps=steps)
+        learner = LearnerGroup(model, lc, config.objective, total_steps=steps, run=run.path.name)
         started = time.perf_counter()
         metrics = learner.train(examples)
         for record in metrics.pop("steps_log"):

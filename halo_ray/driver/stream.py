@@ -34,10 +34,10 @@ CHECKPOINT_RE = re.compile(r"^step_(\d{4,})$")
 class VerifierGroup:
     """VerifierPool actors sized from ``verifier.workers`` (0: one worker per CPU of this machine)."""
 
-    def __init__(self, verifier: VerifierConfig):
+    def __init__(self, verifier: VerifierConfig, run: str = ""):
         from halo_ray.actors.verifier import start_pools
 
-        self.pools = start_pools(verifier, num_pools=1, cpus_per_pool=float(verifier_cpus(verifier)))
+        self.pools = start_pools(verifier, num_pools=1, cpus_per_pool=float(verifier_cpus(verifier)), run=run)
 
     def score(self, rollout_ref, problems: dict, index: int = 0):
         """A ref to the ``ScoredBatch`` of a ``RolloutBatch`` ref (runs once the rollout is done)."""
@@ -325,9 +325,10 @@ def stream_run(config, job: str, resume: bool):
     try:
         from halo_ray.actors.learner import LearnerGroup
 
-        parts.append(RolloutGroup(model, r))
-        parts.append(VerifierGroup(config.verifier))
-        parts.append(LearnerGroup(model, config.learner, config.objective))
+        name = run.path.name  # actors are named <run>/rollout-0, <run>/verifier-0, <run>/learner-0
+        parts.append(RolloutGroup(model, r, run=name))
+        parts.append(VerifierGroup(config.verifier, run=name))
+        parts.append(LearnerGroup(model, config.learner, config.objective, run=name))
         yield run, problems, heldout, *parts
     finally:
         run.close()
