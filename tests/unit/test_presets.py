@@ -32,8 +32,8 @@ def test_every_yaml_under_configs_loads_strictly(path):
 def test_strict_loading_rejects_a_misspelt_key(tmp_path):
     # The test above is only worth something if a wrong key fails: a typo in a copy of a tiny preset does.
     bad = tmp_path / "raft.yaml"
-    bad.write_text((CONFIGS / "tiny" / "raft.yaml").read_text().replace("num_cycles:", "num_cylces:"))
-    with pytest.raises(ConfigError, match="num_cylces"):
+    bad.write_text((CONFIGS / "tiny" / "raft.yaml").read_text().replace("num_steps:", "num_stesp:"))
+    with pytest.raises(ConfigError, match="num_stesp"):
         load_config(JOB_CONFIGS["raft"], bad)
 
 
