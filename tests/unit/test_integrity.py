@@ -61,7 +61,8 @@ def assert_not_success(out):
 ], ids=["math.isclose", "sorted", "len", "isinstance", "AssertionError", "abs"])
 def test_patching_what_the_tests_use_cannot_pass(pool, patch, tests):
     out = judge(pool, {"code": patch + WRONG, "tests": tests})
-    assert out["verdict"] == "WRONG_OUTPUT", out
+    # WRONG_OUTPUT, or RUNTIME_ERROR where the patch also broke the program's own side of the channel
+    assert out["verdict"] in ("WRONG_OUTPUT", "RUNTIME_ERROR"), out
 
 
 def test_overriding_the_test_helpers_cannot_pass(pool):
