@@ -379,6 +379,8 @@ def _serve_python(code):
     def arg(x):
         if type(x) is list and x and x[0] == "r" and len(x) == 2:
             return table[x[1]]
+        if type(x) is list and x and x[0] == "n" and len(x) == 2:
+            return getattr(builtins, x[1])
         if type(x) is list and x:
             tag, items = x[0], x[1:]
             conv = [arg(v) for v in items] if tag not in ("b", "B", "x", "c") else items
@@ -419,6 +421,8 @@ def _serve_python(code):
                 result = target(*[arg(a) for a in req[2]], **{k: arg(v) for k, v in req[3].items()})
             elif op == "getattr":
                 result = getattr(target, req[2])
+            elif op == "setattr":
+                result = setattr(target, req[2], arg(req[3]))
             elif op == "getitem":
                 result = target[arg(req[2])]
             elif op == "contains":
@@ -929,6 +933,9 @@ class Remote:
             raise AttributeError(name)
         return self._ask("getattr", name)
 
+    def __setattr__(self, name, value):
+        self._ask("setattr", str(name), self._judge.encode_arg(value))
+
     def __iter__(self):
         return iter(self._ask("iter"))
 
@@ -1012,6 +1019,9 @@ class Judge:
             return ["r", value._id]
         if depth > MAX_DEPTH:
             raise ValueError("argument nested too deeply")
+        name = getattr(value, "__name__", None)
+        if type(name) is str and callable(value) and getattr(builtins, name, None) is value:
+            return ["n", name]  # a builtin type or function (``isinstance(x, int)`` in the program)
 
         def refuse(v):
             raise TypeError(f"a {type(v).__name__} cannot be passed to the program (only plain data and its own objects)")
