@@ -121,7 +121,9 @@ def bwrap_argv(uid: int | None, extra_binds: list[str], scratch_mb: int, path: s
         args += ["--ro-bind", d, d]
         keep.append(d)
     args += ["--ro-bind", sandbox_worker.__file__, WORKER_PATH, "--dev", "/dev", "--proc", "/proc"]
-    args += ["--chdir", "/scratch", "--cap-drop", "ALL"]
+    # The sandbox's root (a tmpfs holding the mount points) read-only: as an ordinary user its
+    # directories belong to the sandbox's only uid, and a check must not leave files there.
+    args += ["--remount-ro", "/", "--remount-ro", "/dev", "--chdir", "/scratch", "--cap-drop", "ALL"]
     if uid is not None:
         for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_FOWNER"):
             args += ["--cap-add", cap]
@@ -315,6 +317,10 @@ class SandboxWorker:
         except sandbox_worker.ProtocolError as exc:
             hello = {"error": str(exc)}
         if not hello or not hello.get("ready"):
+            try:
+                self.proc.wait(timeout=2.0)  # it said nothing: its exit and stderr explain why
+            except subprocess.TimeoutExpired:
+                pass
             why = (hello or {}).get("error") or self._stderr() or "no answer"
             self.close()
             if self.uid is None and ("namespace" in why or "Operation not permitted" in why or "setting up uid map" in why):

@@ -536,7 +536,7 @@ def kill_untrusted(judge_pid, deadline):
                     parents[int(name)] = (ppid, state)
         victims = []
         for pid, (ppid, state) in parents.items():
-            if pid in (1, me) or state == b"Z":
+            if pid in (1, me):
                 continue
             p, trusted = pid, False
             for _ in range(64):
@@ -548,7 +548,9 @@ def kill_untrusted(judge_pid, deadline):
                 p = parents[p][0]
             if not trusted:
                 victims.append(pid)
-        for pid in victims:
+        for pid in victims:  # zombies are waited for too: pid 1 reaps them, and they count for pids.max
+            if parents[pid][1] == b"Z":
+                continue
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

@@ -340,3 +340,15 @@ PYTESTS = "def test_a():\n    assert sq(2) == 4\n\ndef test_b():\n    assert sq(
 def test_pytest_reports_cannot_be_forged(pool, code):
     out = judge(pool, {"verifier": "pytest", "code": code, "tests": PYTESTS})
     assert_not_success(out)
+
+
+def test_nothing_written_outside_scratch_survives(pool):
+    dirs = ("/", "/etc", "/opt", "/opt/halo-ray", "/usr", "/dev", "/dev/pts", "/dev/shm", "/proc", "/judge", "/root",
+            "/work", "/home", "/var", "/scratch", "/tmp")
+    write = ("def f(x):\n    for d in %r:\n        try:\n            open(d + '/left-behind', 'w').close()\n"
+             "        except OSError:\n            pass\n    return x + 1\n") % (dirs,)
+    pool.verify([{"id": "write", "code": write, "tests": TESTS}])
+    read = ("import os\ndef f(x):\n    left = [d for d in %r if os.path.exists(d + '/left-behind')]\n"
+            "    return x + 1 if not left else left\n") % (dirs,)
+    out = judge(pool, {"code": read})
+    assert out["verdict"] == "SUCCESS", out

@@ -17,8 +17,8 @@ from halo_ray.sandbox import UID_BASE, UID_SLOTS
 from halo_ray.sections import VerifierConfig
 from halo_ray.verifiers import Verifier
 
-pytestmark = pytest.mark.skipif(not shutil.which("bwrap") or os.geteuid() != 0,
-                                reason="the sandbox needs bubblewrap (apt-get install bubblewrap) and root")
+pytestmark = pytest.mark.skipif(not shutil.which("bwrap"), reason="the sandbox needs bubblewrap (apt-get install bubblewrap)")
+ROOTLESS = os.geteuid() != 0  # run by test_rootless.py as an ordinary user
 
 SECRET = "halo-secret-7f3a"
 TESTS = "assert f(1) == 2\nassert f(2) == 3\n"
@@ -90,7 +90,11 @@ def test_killing_the_parent_fails(pool):
     code = ("import os, signal\nfor pid in (os.getppid(), 1):\n    try:\n        os.kill(pid, signal.SIGKILL)\n"
             "    except OSError:\n        pass\nos.kill(-1, signal.SIGKILL)\ndef f(x):\n    return 0\n")
     sandboxes = sorted(w.proc.pid for w in pool._all)
-    assert check(pool, code)["verdict"] == "WRONG_OUTPUT"  # the tests still ran and judged it
+    out = check(pool, code)
+    if ROOTLESS:  # one uid in the user namespace: the program can kill the zygote, which ends its own check
+        assert out["verdict"] in ("WRONG_OUTPUT", "RUNTIME_ERROR"), out
+        return
+    assert out["verdict"] == "WRONG_OUTPUT"  # the tests still ran and judged it
     assert sorted(w.proc.pid for w in pool._all) == sandboxes  # no worker died or was replaced
 
 
@@ -186,6 +190,7 @@ def test_capped_output(pool):
     assert out["verdict"] == "WRONG_OUTPUT" and len(out["detail"]) <= 300
 
 
+@pytest.mark.skipif(ROOTLESS, reason="as an ordinary user the sandbox has a single uid (user namespace)")
 def test_each_sandbox_has_its_own_uid(pool):
     uids = {w.uid for w in pool._all}
     assert len(uids) == pool.workers and all(UID_BASE <= u < UID_BASE + UID_SLOTS for u in uids)
