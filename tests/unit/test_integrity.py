@@ -296,6 +296,32 @@ def test_memory_is_limited_for_the_check_as_a_whole(pool):
             "    return x + 1 if ok else -1\n")
     out = judge(pool, {"code": code, "tests": "assert f(1) == 2\n"})
     assert_not_success(out)
+    worker = pool._all[0]
+    if worker.cgroups is not None:  # the kernel held the check as a whole under its limit
+        peak = next(d for d in worker.cgroups.dirs if d.name == "run" and "memory" in str(d)) / "memory.max_usage_in_bytes"
+        assert int(peak.read_text()) <= 512 << 20
+
+
+def test_the_watchdog_limits_the_check_where_no_cgroup_can_be_made(monkeypatch):
+    import halo_ray.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox.CheckCgroups, "make", classmethod(lambda cls, *a, **k: None))
+    code = ("import os, time\n"
+            "def f(x):\n"
+            "    for _ in range(5):\n"
+            "        if os.fork() == 0:\n"
+            "            block = bytearray(180 << 20)\n"
+            "            for i in range(0, len(block), 4096):\n"
+            "                block[i] = 1\n"
+            "            time.sleep(5)\n"
+            "            os._exit(0)\n"
+            "    time.sleep(5)\n"
+            "    return x + 1\n")
+    with Verifier(VerifierConfig(workers=1, timeout_s=3.0, memory_mb=512, max_processes=32, cache_size=0)) as v:
+        assert not v._all[0].whole_check_limits
+        out = v.verify([{"id": "spread", "code": code, "tests": "assert f(1) == 2\n"}, GOOD_RECORD])
+    assert out[0]["verdict"] == "RUNTIME_ERROR" and "memory limit" in out[0]["detail"], out[0]
+    assert out[1]["verdict"] == "SUCCESS"
 
 
 # ------------------------------------------------------------------ 10. small leaks and the verdict class
