@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from halo_ray.sections import VerifierConfig
 
 
-# Names of the hooks the rewritten tests call; random per process so that a program cannot name them.
+# Names of the hooks the rewritten tests call (in the judge, which the program never reaches); random per
+# process so that they cannot collide with a name of the tests.
 PASS_HOOK = f"__halo_pass_{secrets.token_hex(6)}"
 FAIL_HOOK = f"__halo_fail_{secrets.token_hex(6)}"
 

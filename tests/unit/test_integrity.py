@@ -378,3 +378,25 @@ def test_nothing_written_outside_scratch_survives(pool):
             "    return x + 1 if not left else left\n") % (dirs,)
     out = judge(pool, {"code": read})
     assert out["verdict"] == "SUCCESS", out
+
+
+def test_a_check_that_breaks_the_judge_is_its_own_verdict_and_is_never_retried(pool, monkeypatch):
+    starts = []
+    start, request = pool._start_worker, pool.request
+    monkeypatch.setattr(pool, "_start_worker", lambda: starts.append(1) or start())
+    monkeypatch.setattr(pool, "request", lambda r: dict(request(r), kind="bogus") if r["id"] == "poison" else request(r))
+    other = dict(GOOD_RECORD, id="good2", code="def f(x):\n    return 1 + x\n")
+    out = pool.verify([GOOD_RECORD, {"id": "poison", "code": GOOD, "tests": TESTS}, other])
+    assert [r["verdict"] for r in out] == ["SUCCESS", "RUNTIME_ERROR", "SUCCESS"], out
+    assert "unknown request kind" in out[1]["detail"]
+    assert len(starts) == 1  # the broken worker was replaced once; the poisoned request never ran again
+
+
+def test_pytest_verdicts_come_from_the_judge(pool):
+    good = "def sq(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x * x\n"
+    tests = PYTESTS + "\ndef test_raises():\n    import pytest\n    with pytest.raises(ValueError):\n        sq(-1)\n"
+    out = pool.verify([{"id": "good", "verifier": "pytest", "code": good, "tests": tests},
+                       {"id": "skip", "verifier": "pytest", "tests": tests,
+                        "code": "import pytest\npytest.skip('x', allow_module_level=True)\n"}])
+    assert (out[0]["verdict"], out[0]["pass_rate"]) == ("SUCCESS", 1.0), out[0]
+    assert out[1]["verdict"] == "RUNTIME_ERROR", out[1]
