@@ -93,7 +93,9 @@ def _system_binds() -> list[str]:
 def bwrap_argv(uid: int | None, extra_binds: list[str], scratch_mb: int, path: str = SANDBOX_PATH,
                config: dict | None = None) -> list[str]:
     """The full command line of one sandboxed worker; ``uid`` None runs rootless (user namespace)."""
-    args = [bwrap_path(), "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
+    # --as-pid-1: the zygote is the namespace's init, and no bwrap process inside holds the host
+    # channel (as an ordinary user a program could otherwise open bwrap's fds through /proc).
+    args = [bwrap_path(), "--die-with-parent", "--new-session", "--unshare-pid", "--as-pid-1", "--unshare-net",
             "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
             "--clearenv", "--setenv", "PATH", path, "--setenv", "HOME", "/scratch",
             "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONHASHSEED", "0"]

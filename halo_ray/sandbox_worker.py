@@ -2,7 +2,8 @@
 
 Three kinds of process live in a sandbox, and the program under test only ever runs in the last:
 
-* the **zygote** (pid 2, started by bwrap): imports the warm modules and never reads a request. It
+* the **zygote** (pid 1 of the sandbox's pid namespace, ``bwrap --as-pid-1``; no signal from inside
+  reaches it, and it reaps orphans): imports the warm modules and never reads a request. It
   forks the judge once at start, then, on the judge's command, forks one **untrusted child** per
   program run, reports the child's exit status, and after every check kills every process that is
   neither itself nor the judge and wipes scratch (``/scratch``, ``/tmp``, ``/dev/shm``). Children
@@ -67,9 +68,10 @@ import time
 SCRATCH_DIRS = ("/scratch", "/tmp")
 WIPE_DIRS = ("/scratch", "/tmp", "/dev/shm", "/judge")
 # Imported once by the zygote so that checks do not pay for them (`from typing import List` alone
-# costs a fresh child about 8 ms).
+# costs a fresh child about 8 ms). Not `random` (nor `statistics`, which imports it): its at-fork
+# reseed would cost every child ~0.15 ms, and programs rarely import it (the tests do, in the judge).
 WARM_IMPORTS = ("shutil", "traceback", "warnings", "typing", "math", "re", "collections", "itertools", "functools",
-                "heapq", "bisect", "string", "hashlib", "random", "copy", "fractions", "statistics", "decimal")
+                "heapq", "bisect", "string", "hashlib", "copy", "fractions", "decimal")
 _HEADER = struct.Struct(">I")
 HOST_MAX_FRAME = 64 << 20  # a request (code, tests, cases) from the host
 RPC_MAX_FRAME = 16 << 20  # one answer of the untrusted child
@@ -525,7 +527,7 @@ def _ppid(pid):
 
 
 def kill_untrusted(judge_pid, deadline):
-    """SIGKILL every process but pid 1, this one and the judge's own subtree; True when none is left."""
+    """SIGKILL every process but this one (pid 1) and the judge's subtree; True when none is left."""
     me = os.getpid()
     while time.monotonic() < deadline:
         parents = {}
@@ -548,7 +550,7 @@ def kill_untrusted(judge_pid, deadline):
                 p = parents[p][0]
             if not trusted:
                 victims.append(pid)
-        for pid in victims:  # zombies are waited for too: pid 1 reaps them, and they count for pids.max
+        for pid in victims:  # zombies are waited for too (we reap them): they count for pids.max
             if parents[pid][1] == b"Z":
                 continue
             try:
@@ -561,7 +563,7 @@ def kill_untrusted(judge_pid, deadline):
                     os.waitpid(pid, 0)
                 except ChildProcessError:
                     pass
-        while True:  # reap our own children; orphans are reaped by pid 1
+        while True:  # reap our children and the orphans (we are pid 1)
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -571,7 +573,7 @@ def kill_untrusted(judge_pid, deadline):
         if not victims:
             return True
         if any(parents[pid][0] != me for pid in victims):
-            time.sleep(0.0005)  # orphans die asynchronously
+            time.sleep(0.0005)  # grandchildren die asynchronously
     return False
 
 
@@ -1022,7 +1024,7 @@ class Judge:
         """The watchdog (no cgroup): total RSS and process count of the check, else None."""
         me, total, count = os.getpid(), 0, 0
         for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) in (1, 2, me, os.getppid()):
+            if not name.isdigit() or int(name) in (1, me, os.getppid()):
                 continue
             try:
                 with open(f"/proc/{name}/statm", "rb") as fh:
@@ -1469,7 +1471,7 @@ def main():
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1):
         os.dup2(null, fd)
-    if os.getpid() != 2 or cfg["uid"] == 0:  # kill by pid is only safe inside bwrap's private pid namespace
+    if os.getpid() != 1 or cfg["uid"] == 0:  # kill by pid is only safe as init of bwrap's private pid namespace
         send(channel_out, {"error": f"worker is not alone in a private pid namespace (pid {os.getpid()})"})
         return 1
     try:

@@ -400,3 +400,34 @@ def test_pytest_verdicts_come_from_the_judge(pool):
                         "code": "import pytest\npytest.skip('x', allow_module_level=True)\n"}])
     assert (out[0]["verdict"], out[0]["pass_rate"]) == ("SUCCESS", 1.0), out[0]
     assert out[1]["verdict"] == "RUNTIME_ERROR", out[1]
+
+
+def test_other_processes_fds_and_memory_are_out_of_reach(pool):
+    # The host channel is held by the judge (and bwrap): a program that could open another process's
+    # fds through /proc could forge the judge's answer to the host.
+    code = ("import os\n"
+            "def f(x):\n"
+            "    me, hits = os.getpid(), []\n"
+            "    for pid in os.listdir('/proc'):\n"
+            "        if not pid.isdigit() or int(pid) == me:\n"
+            "            continue\n"
+            "        for what in ('mem', 'environ'):\n"
+            "            try:\n"
+            "                open('/proc/%s/%s' % (pid, what), 'rb').read(1)\n"
+            "                hits.append((pid, what))\n"
+            "            except OSError:\n"
+            "                pass\n"
+            "        try:\n"
+            "            fds = os.listdir('/proc/%s/fd' % pid)\n"
+            "        except OSError:\n"
+            "            continue\n"
+            "        for fd in fds:\n"
+            "            try:\n"
+            "                with open('/proc/%s/fd/%s' % (pid, fd), 'wb') as fh:\n"
+            "                    fh.write(b'\\x00\\x00\\x00\\x15{\"verdict\": \"SUCCESS\"}')\n"
+            "                hits.append((pid, fd))\n"
+            "            except OSError:\n"
+            "                pass\n"
+            "    return x + 1 if not hits else hits\n")
+    out = judge(pool, {"code": code})
+    assert out["verdict"] == "SUCCESS", out
