@@ -431,3 +431,12 @@ def test_other_processes_fds_and_memory_are_out_of_reach(pool):
             "    return x + 1 if not hits else hits\n")
     out = judge(pool, {"code": code})
     assert out["verdict"] == "SUCCESS", out
+
+
+def test_a_worker_that_cannot_be_proven_clean_is_replaced(pool):
+    # SysV shared memory outlives its process and no wipe of scratch removes it.
+    code = ("import ctypes\nlibc = ctypes.CDLL(None)\nassert libc.shmget(0x4a4c, 4096, 0o1666) >= 0\n" + GOOD)
+    before = [w.proc.pid for w in pool._all]
+    out = judge(pool, {"code": code})
+    assert out["verdict"] == "SUCCESS", out  # the program itself is right
+    assert [w.proc.pid for w in pool._all] != before  # but its worker was replaced, not reused
