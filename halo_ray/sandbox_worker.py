@@ -781,7 +781,8 @@ class Child:
                 os.set_blocking(fd, False)
         self.reader = FrameReader(self.res_r)
         self.cap = judge.limits["max_output"]
-        self.outputs = {fd: bytearray() for fd in (self.out_r, self.err_r) if fd is not None}
+        self.outputs = {fd: bytearray() for fd in (self.out_r, self.err_r) if fd is not None}  # still open
+        self._captured = {fd: bytearray() for fd in self.outputs}
         self.status = None
         self.timed_out = False
         self.dead = None  # why the child can no longer answer
@@ -860,10 +861,7 @@ class Child:
         if not data:
             del self.outputs[fd]
             return
-        buf = getattr(self, "_captured", None)
-        if buf is None:
-            buf = self._captured = {}
-        got = buf.setdefault(fd, bytearray())
+        got = self._captured[fd]
         if len(got) < self.cap:
             got += data[: self.cap - len(got)]
 
@@ -881,7 +879,7 @@ class Child:
             self.reader.feed()
 
     def captured(self, fd):
-        return bytes(getattr(self, "_captured", {}).get(fd, b""))
+        return bytes(self._captured.get(fd, b""))
 
     def send(self, msg):
         view = memoryview(json.dumps(msg).encode())
@@ -1128,7 +1126,7 @@ def _classify(exc):
     if isinstance(exc, CheckTimeout):
         return "TIMEOUT", None
     if isinstance(exc, RemoteError):
-        return "RUNTIME_ERROR", exc.message if not isinstance(exc, ChildGone) else exc.message
+        return "RUNTIME_ERROR", exc.message
     if isinstance(exc, NameError):  # the tests use a name the program should have defined
         return "RUNTIME_ERROR", _one_line(exc)
     return "WRONG_OUTPUT", _one_line(exc)
