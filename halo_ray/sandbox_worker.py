@@ -315,12 +315,13 @@ def _warm_up():
     json.loads(json.dumps(encode(ns["g"](1), lambda v: ["r", 0, "x"])))
 
 
-def child_main(cfg, spec, fds):
+def child_main(cfg, spec, fds, joined=False):
     """In the forked child (never returns): plumbing, limits, privileges, then the first command."""
     try:
-        os.setsid()
-        for cg in cfg["cgroups"].get(spec.get("cgroup") or "", ()):
-            os.write(cg, b"0")  # join the check's cgroups before anything runs (and before fds move)
+        if not joined:
+            os.setsid()
+            for cg in cfg["cgroups"].get(spec.get("cgroup") or "", ()):
+                os.write(cg, b"0")  # join the check's cgroups before anything runs (and before fds move)
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]  # out of the way of 0-4
         cmd_r, res_w, stdin, out_w, err_w = high
         for src, dst in ((stdin, 0), (out_w, 1), (err_w, 2), (cmd_r, 3), (res_w, 4)):
@@ -481,11 +482,58 @@ def _run_script(code):
 # ---------------------------------------------------------------- the zygote
 
 
+def _standby_main(cfg, link):
+    """A child forked ahead of its check (off the check's critical path): session and ``run`` cgroup
+    joined, it waits for the judge's fds and spec, then goes on as ``child_main``."""
+    try:
+        os.setsid()
+        for cg in cfg["cgroups"].get("run", ()):
+            os.write(cg, b"0")
+        data, fds, _, _ = socket.recv_fds(link, 1 << 16, 8)
+    except BaseException:  # noqa: BLE001
+        os._exit(127)
+    if not data or len(fds) != 5:
+        os._exit(0)
+    link.close()
+    child_main(cfg, json.loads(data), fds, joined=True)
+
+
 def zygote_main(cfg, sock, judge_pid):
-    """Serve the judge: spawn children, report their exits, clean after every check."""
+    """Serve the judge: spawn children, report their exits, clean after every check.
+
+    One child of the ``run`` cgroup is kept forked ahead (the standby) once a check is clean, so
+    that the next check does not wait for the fork; it never outlives a clean.
+    """
     children = {}  # pid -> pidfd
+    standby = None  # (pid, pidfd, link)
+
+    def fork_standby():
+        link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            link.close()
+            _standby_main(cfg, theirs)
+        theirs.close()
+        return pid, os.pidfd_open(pid), link
+
+    def drop_standby():
+        nonlocal standby
+        if standby is not None:
+            pid, pidfd, link = standby
+            link.close()
+            os.close(pidfd)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            standby = None
+
+    standby = fork_standby()
     while True:
-        ready, _, _ = select.select([sock, *children.values()], [], [])
+        watched = [sock, *children.values(), *([standby[1]] if standby else [])]
+        ready, _, _ = select.select(watched, [], [])
         for fd in ready:
             if fd is sock:
                 try:
@@ -496,20 +544,41 @@ def zygote_main(cfg, sock, judge_pid):
                     return 0
                 msg = json.loads(data)
                 if msg[0] == "spawn":
-                    pid = os.fork()
-                    if pid == 0:
-                        sock.close()
-                        child_main(cfg, msg[1], fds)
+                    spec = msg[1]
+                    handed = False
+                    if standby is not None and spec.get("cgroup") == "run":
+                        pid, pidfd, link = standby
+                        try:
+                            socket.send_fds(link, [json.dumps(spec).encode()], fds)
+                            handed = True
+                        except OSError:
+                            pass
+                        if handed:
+                            link.close()
+                            standby = None
+                            children[pid] = pidfd
+                        else:
+                            drop_standby()
+                    if not handed:
+                        pid = os.fork()
+                        if pid == 0:
+                            sock.close()
+                            child_main(cfg, spec, fds)
+                        children[pid] = os.pidfd_open(pid)
                     for f in fds:
                         os.close(f)
-                    children[pid] = os.pidfd_open(pid)
                     sock.send(json.dumps(["pid", pid]).encode())
                 elif msg[0] == "clean":
                     for pidfd in children.values():
                         os.close(pidfd)
                     children.clear()
+                    drop_standby()
                     ok, why = clean(cfg, judge_pid)
                     sock.send(json.dumps(["clean", ok, why]).encode())
+                    if ok:
+                        standby = fork_standby()  # while the judge answers the host
+            elif standby is not None and fd == standby[1]:
+                drop_standby()  # died before its check (killed by a program, as an ordinary user)
             else:
                 pid = next((p for p, f in children.items() if f == fd), None)
                 if pid is None:  # closed by a "clean" handled in this same round
