@@ -212,6 +212,23 @@ class CheckCgroups:
     def __init__(self, dirs: list[Path], procs: dict[str, int], ooms: dict[str, int]):
         self.dirs, self.procs, self.ooms = dirs, procs, ooms
 
+    @staticmethod
+    def sweep(base: Path) -> None:
+        """Remove the empty cgroups of sandboxes whose process is gone (killed before it could close them)."""
+        try:
+            entries = list(base.iterdir())
+        except OSError:
+            return
+        for entry in entries:
+            parts = entry.name.split("-")
+            if len(parts) != 4 or parts[:2] != ["halo", "ray"] or not parts[2].isdigit() or Path(f"/proc/{parts[2]}").exists():
+                continue
+            for d in [*(c for c in entry.iterdir() if c.is_dir()), entry] if entry.is_dir() else []:
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+
     @classmethod
     def make(cls, name: str, limits: dict[str, tuple[int, int]]) -> CheckCgroups | None:
         """``limits``: {"run": (memory_bytes, processes), "compile": (...)}."""
@@ -221,6 +238,8 @@ class CheckCgroups:
         try:
             v1 = _v1_dirs()
             if "memory" in v1 and "pids" in v1 and os.access(v1["memory"], os.W_OK) and os.access(v1["pids"], os.W_OK):
+                for base in (v1["memory"], v1["pids"]):
+                    cls.sweep(base)
                 for kind, (mem, nproc) in limits.items():
                     mdir, pdir = v1["memory"] / name / kind, v1["pids"] / name / kind
                     for d in (mdir.parent, pdir.parent, mdir, pdir):
@@ -240,6 +259,7 @@ class CheckCgroups:
                 return cls(made, procs, ooms)
             v2 = _v2_dir()
             if v2 is not None and os.access(v2, os.W_OK):
+                cls.sweep(v2)
                 top = v2 / name
                 top.mkdir()
                 made.append(top)

@@ -440,3 +440,26 @@ def test_a_worker_that_cannot_be_proven_clean_is_replaced(pool):
     out = judge(pool, {"code": code})
     assert out["verdict"] == "SUCCESS", out  # the program itself is right
     assert [w.proc.pid for w in pool._all] != before  # but its worker was replaced, not reused
+
+
+def test_cgroups_of_a_killed_verifier_are_swept():
+    import subprocess
+
+    from halo_ray.sandbox import CheckCgroups, _v1_dirs
+
+    base = _v1_dirs().get("memory")
+    if os.geteuid() != 0 or base is None or not os.access(base, os.W_OK):
+        pytest.skip("no writable v1 memory cgroup here")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = base / f"halo-ray-{dead.pid}-deadbeef"
+    (stale / "run").mkdir(parents=True)
+    cg = CheckCgroups.make(f"halo-ray-{os.getpid()}-sweeptest", {"run": (64 << 20, 8)})
+    try:
+        assert not stale.exists()
+    finally:
+        if cg is not None:
+            cg.close()
+        for d in (stale / "run", stale):
+            if d.exists():
+                d.rmdir()
