@@ -56,8 +56,7 @@ def assert_not_success(out):
     ("import builtins\nbuiltins.len = lambda *a: 3\n", "assert len(f(3)) == 3\n"),
     ("import builtins\nbuiltins.isinstance = lambda *a: True\n", "assert isinstance(f(3), list)\n"),
     ("import builtins\nclass Nope(Exception):\n    pass\nbuiltins.AssertionError = Nope\n", TESTS),
-    ("__builtins__['abs'] = lambda x: 0\n" if False else "import builtins\nbuiltins.abs = lambda x: 0\n",
-     "assert abs(f(1) - 2.5) < 1e-9\n"),
+    ("__builtins__.abs = lambda x: 0\n", "assert abs(f(1) - 2.5) < 1e-9\n"),
 ], ids=["math.isclose", "sorted", "len", "isinstance", "AssertionError", "abs"])
 def test_patching_what_the_tests_use_cannot_pass(pool, patch, tests):
     out = judge(pool, {"code": patch + WRONG, "tests": tests})
