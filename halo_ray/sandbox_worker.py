@@ -353,7 +353,7 @@ def child_main(cfg, spec, fds, joined=False):
             os._exit(0)
         op = cmd[0]
         if op == "python":
-            _serve_python(cmd[1])
+            _serve_python(cmd[1], cmd[2] if len(cmd) > 2 else [])
         elif op == "script":
             _run_script(cmd[1])
         elif op == "exec":
@@ -397,8 +397,9 @@ def _one_line(exc):
     return f"{name}: {text[0]}"[:300] if text and text[0] else name
 
 
-def _serve_python(code):
-    """The child's side of the call boundary: run the program, then answer the judge's requests."""
+def _serve_python(code, plan=()):
+    """The child's side of the call boundary: run the program, answer the planned calls, then the
+    judge's requests."""
     obj, warned = _compile(code)
     table, next_id = {}, [0]
 
@@ -441,6 +442,13 @@ def _serve_python(code):
         except Exception:  # noqa: BLE001
             names[name] = handle(value)
     send(4, ["loaded", warned, names])
+    for name, args, kwargs in plan:
+        try:
+            result = namespace[name](*[arg(a) for a in args], **{k: arg(v) for k, v in kwargs.items()})
+            reply = ["ok", encode(result, handle)]
+        except BaseException as exc:  # noqa: BLE001
+            reply = exc_reply(exc)
+        send(4, reply)
     ops = {"len": len, "repr": repr, "str": str, "bool": bool, "iter": list}
     while True:
         req = recv(3, max_bytes=HOST_MAX_FRAME)
@@ -1032,7 +1040,7 @@ class Remote:
 
     def __call__(self, *args, **kwargs):
         enc = self._judge.encode_arg
-        return self._ask("call", [enc(a) for a in args], {str(k): enc(v) for k, v in kwargs.items()})
+        return self._judge.call(self, [enc(a) for a in args], {str(k): enc(v) for k, v in kwargs.items()})
 
     def __getattr__(self, name):
         if name.startswith("__") and name.endswith("__"):
@@ -1088,6 +1096,41 @@ class Judge:
         self.watchdog = not cfg["cgroups"].get("run")
         self.child = None
         self.remotes = {}
+        self.names = {}
+        self.plan, self.plan_keys, self.plan_pos = [], [], 0
+
+    def set_plan(self, plan):
+        """The speculated calls (see ``speculation_plan``), with their arguments encoded."""
+        self.plan = [[name, [self.encode_arg(a) for a in args], {k: self.encode_arg(v) for k, v in kwargs.items()}]
+                     for name, args, kwargs in plan]
+        self.plan_keys = [json.dumps(entry) for entry in self.plan]
+        self.plan_pos = 0
+
+    def call(self, remote, args, kwargs):
+        """A call of the program: answered from the plan while the tests follow it, else over RPC."""
+        if self.plan_pos < len(self.plan):
+            name = self.plan[self.plan_pos][0]
+            if self.names.get(name) is remote and json.dumps([name, args, kwargs]) == self.plan_keys[self.plan_pos]:
+                self.plan_pos += 1
+                return self.answer(self.child.message())
+            self.diverge()
+        return self.ask(["call", remote._id, args, kwargs])
+
+    def diverge(self):
+        """The tests left the plan: a fresh child replays the calls used so far, then answers live."""
+        used = self.plan[:self.plan_pos]
+        self.plan, self.plan_keys, self.plan_pos = [], [], 0
+        if self.child.dead or self.child.timed_out:
+            return  # no second chance: the next request reports why the child is gone
+        self.child.close()
+        child = self.child = Child(self, {"cgroup": "run", "limits": self.limits})
+        child.send(["python", self.req["code"], used])
+        msg = child.message()
+        if msg[0] != "loaded":
+            child.dead = "the program did not load again when its calls were replayed"
+            raise ChildGone("ChildGone", child.dead)
+        for _ in used:
+            child.message()
 
     def cgroup_oom(self):
         fd = self.cfg["oom_fds"].get("run")
@@ -1143,11 +1186,16 @@ class Judge:
         return encode(value, refuse, depth)
 
     def ask(self, msg):
+        if self.plan_pos < len(self.plan):
+            self.diverge()
         child = self.child
         if child.dead:
             raise ChildGone("ChildGone", child.dead)
         child.send(msg)
-        reply = child.message()
+        return self.answer(child.message())
+
+    def answer(self, reply):
+        child = self.child
         if reply[0] == "ok" and len(reply) == 2:
             try:
                 return decode(reply[1], self.remote)
@@ -1222,10 +1270,119 @@ def _bind_names(judge, names):
     return out
 
 
+
+# ---------------------------------------------------------------- speculation
+
+_PLAN_CACHE = {}
+PLAN_MAX_CALLS = 256
+_STOP_EXPR = ("Lambda", "ListComp", "SetComp", "DictComp", "GeneratorExp", "BoolOp", "IfExp", "Dict", "Await",
+              "Yield", "YieldFrom", "NamedExpr", "Starred")
+
+
+class _Stop(Exception):
+    pass
+
+
+def speculation_plan(tests, entry, call_check, hooks):
+    """The calls of the program that straight-line tests will make, in order, with literal arguments.
+
+    The child runs them right after loading and streams the answers, so that the tests do not wait
+    for a round trip per call. The plan is a prefix of what the tests do: it stops at the first
+    statement or expression whose control flow or arguments it cannot know (loops, conditions,
+    comprehensions, a call with a computed argument). The judge uses an answer only while the tests
+    make exactly the planned calls; at the first difference it starts a fresh child and replays the
+    calls used so far (see ``Judge.diverge``), so a deterministic program is judged exactly as
+    without the plan.
+    """
+    key = (tests, entry, bool(call_check))
+    plan = _PLAN_CACHE.get(key)
+    if plan is not None:
+        return plan
+    import ast
+
+    plan = []
+    try:
+        tree = ast.parse(tests)
+        stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+        defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                    for a in n.names}
+        free = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        targets = {n: n for n in free - stored - defined - imported - set(dir(builtins)) - set(hooks)}
+        check = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
+
+        def expr(node, names):
+            kind = type(node).__name__
+            if kind in _STOP_EXPR or (kind == "Compare" and len(node.ops) > 1):
+                if any(isinstance(n, ast.Call) for n in ast.walk(node)):
+                    raise _Stop
+                return
+            if isinstance(node, ast.Call):
+                expr(node.func, names)
+                if isinstance(node.func, ast.Name) and node.func.id in names:
+                    if any(k.arg is None for k in node.keywords):
+                        raise _Stop
+                    try:
+                        args = [ast.literal_eval(a) for a in node.args]
+                        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+                    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                        raise _Stop from None
+                    plan.append((names[node.func.id], args, kwargs))
+                    if len(plan) > PLAN_MAX_CALLS:
+                        raise _Stop
+                    return
+                for child in [*node.args, *(k.value for k in node.keywords)]:
+                    expr(child, names)
+                return
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.expr):
+                    expr(child, names)
+
+        def body(stmts, names, top):
+            for st in stmts:
+                if isinstance(st, ast.Assert):
+                    expr(st.test, names)
+                    if st.msg is not None and any(isinstance(n, ast.Call) for n in ast.walk(st.msg)):
+                        raise _Stop
+                elif isinstance(st, (ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+                    for child in ast.iter_child_nodes(st):
+                        if isinstance(child, ast.expr):
+                            expr(child, names)
+                elif isinstance(st, ast.Try) and not st.finalbody:
+                    body(st.body, names, top)
+                    body(st.orelse, names, top)  # the pass hook; a handler means the plan is left
+                elif isinstance(st, (ast.Import, ast.ImportFrom, ast.Pass)):
+                    continue
+                elif top and st is check:
+                    continue
+                else:
+                    raise _Stop
+
+        body(tree.body, targets, True)
+        if check is not None and call_check and entry and check.args.args:
+            param = check.args.args[0].arg
+            inner = {n: n for n in targets if n != param}
+            inner[param] = entry
+            if param in stored:
+                raise _Stop
+            body(check.body, inner, False)
+        elif check is not None:
+            raise _Stop  # check() called by the tests themselves: where is not known here
+    except _Stop:
+        pass
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        plan = []
+    plan = [[name, args, kwargs] for name, args, kwargs in plan]
+    if len(_PLAN_CACHE) >= TESTS_CACHE_SIZE:
+        _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
+    _PLAN_CACHE[key] = plan
+    return plan
+
+
 def _start_python(judge, units):
     """Spawn the child and load the program; (names, warned) or a final result dict."""
     child = judge.child = Child(judge, {"cgroup": "run", "limits": judge.limits})
-    child.send(["python", judge.req["code"]])
+    child.send(["python", judge.req["code"], judge.plan])
     try:
         msg = child.message()
     except ChildGone as exc:
@@ -1242,12 +1399,19 @@ def _start_python(judge, units):
     except ProtocolError as exc:
         return {"verdict": "RUNTIME_ERROR", "passed": 0, "total": units, "warnings": False,
                 "detail": f"the program broke the judge's protocol: {exc}"}
+    judge.names = names
     return names, msg[1] is True
 
 
 def judge_python(judge):
     req = judge.req
     units = int(req["units"])
+    plan = speculation_plan(req["tests"], req.get("entry_point"), req.get("call_check"),
+                            (req["pass_hook"], req["fail_hook"]))
+    try:
+        judge.set_plan(plan)
+    except (TypeError, ValueError):
+        judge.set_plan([])
     started = _start_python(judge, units)
     if isinstance(started, dict):
         return started
