@@ -462,3 +462,13 @@ def test_cgroups_of_a_killed_verifier_are_swept():
         for d in (stale / "run", stale):
             if d.exists():
                 d.rmdir()
+
+
+def test_speculated_calls_never_change_what_a_stateful_program_sees(pool):
+    # The plan is f(0), f(100), f(1); f(0) raises, so the tests really call f(0), f(1): the judge
+    # must replay f(0) alone on a fresh child, or f(1) would see the speculated f(100).
+    code = ("calls = []\ndef f(x):\n    calls.append(x)\n    if x == 0:\n        raise ValueError('zero')\n"
+            "    return len(calls)\n")
+    tests = "try:\n    f(0)\n    f(100)\nexcept ValueError:\n    pass\nassert f(1) == 2\nassert f(5) == 3\n"
+    out = judge(pool, {"code": code, "tests": tests})
+    assert out["verdict"] == "SUCCESS", out
