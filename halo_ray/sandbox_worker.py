@@ -31,7 +31,11 @@ exception raised by the program reaches the tests as ``RemoteError`` (also an in
 builtin exception of that name, except AssertionError and the non-Exception ones); a unit that
 fails on it is a RUNTIME_ERROR, a unit whose own assertion fails is WRONG_OUTPUT: the class comes
 from where the failure happened, never from the exception's name. Bytes from the child that break
-the protocol make the check a RUNTIME_ERROR. What stays outside the boundary: helpers that the
+the protocol make the check a RUNTIME_ERROR. Round trips are saved by speculation: the calls that
+straight-line tests will make with literal arguments travel with the program, the child answers them
+in order right after loading, and the judge uses an answer only while the tests make exactly that
+call next (``speculation_plan``; on any difference a fresh child replays the calls used so far).
+What stays outside the boundary: helpers that the
 tests call and the program defines (HumanEval's ``poly``, ``encode_cyclic``) are the program's
 own; in-place mutation of an argument is not seen by the tests.
 
