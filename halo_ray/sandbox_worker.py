@@ -82,7 +82,7 @@ RPC_MAX_FRAME = 16 << 20  # one answer of the untrusted child
 MAX_DEPTH = 64  # nesting of a value crossing the boundary
 MAX_NODES = 1_000_000  # values in one answer
 MAX_HEX_DIGITS = 1 << 20  # a big int crosses as hex (linear to decode); larger is a protocol error
-TESTS_CACHE_SIZE = 64
+TESTS_CACHE_SIZE = 1024  # compiled tests kept by the judge (a benchmark cycles through a few hundred problems)
 # Modules the judge imports (its own pristine copy) when the program bound one to a name the tests
 # may use (MBPP tests call `math.isclose` after the solution's `import math`); never one with side
 # effects at import.
@@ -1104,9 +1104,10 @@ class Judge:
         self.plan, self.plan_keys, self.plan_pos = [], [], 0
 
     def set_plan(self, plan):
-        """The speculated calls (see ``speculation_plan``), with their arguments encoded."""
-        self.plan = [[name, [self.encode_arg(a) for a in args], {k: self.encode_arg(v) for k, v in kwargs.items()}]
-                     for name, args, kwargs in plan]
+        """The speculated calls of the request (``speculation_plan``, made by the host: trusted)."""
+        ok = type(plan) is list and all(type(e) is list and len(e) == 3 and type(e[0]) is str and type(e[1]) is list
+                                        and type(e[2]) is dict for e in plan)
+        self.plan = plan if ok else []
         self.plan_keys = [json.dumps(entry) for entry in self.plan]
         self.plan_pos = 0
 
@@ -1376,7 +1377,16 @@ def speculation_plan(tests, entry, call_check, hooks):
         pass
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         plan = []
-    plan = [[name, args, kwargs] for name, args, kwargs in plan]
+    def refuse(value):
+        raise _Stop
+
+    encoded = []
+    for name, args, kwargs in plan:  # arguments as they cross the boundary
+        try:
+            encoded.append([name, [encode(a, refuse) for a in args], {k: encode(v, refuse) for k, v in kwargs.items()}])
+        except (_Stop, ValueError, RecursionError):
+            break
+    plan = encoded
     if len(_PLAN_CACHE) >= TESTS_CACHE_SIZE:
         _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
     _PLAN_CACHE[key] = plan
@@ -1410,12 +1420,7 @@ def _start_python(judge, units):
 def judge_python(judge):
     req = judge.req
     units = int(req["units"])
-    plan = speculation_plan(req["tests"], req.get("entry_point"), req.get("call_check"),
-                            (req["pass_hook"], req["fail_hook"]))
-    try:
-        judge.set_plan(plan)
-    except (TypeError, ValueError):
-        judge.set_plan([])
+    judge.set_plan(req.get("plan") or [])
     started = _start_python(judge, units)
     if isinstance(started, dict):
         return started

@@ -52,7 +52,8 @@ def sandbox_processes() -> list[str]:
 
 def check(pool, code, tests=TESTS, **extra):
     out = pool.verify([{"id": "h", "code": code, "tests": tests, **extra}])[0]
-    assert sandbox_processes() == [], "a sandboxed process outlived its check"
+    left = sandbox_processes()
+    assert left == [], f"a sandboxed process outlived its check: {[_describe(p) for p in left]}"
     # the pool still works after the attack (and the attack's result was not cached as success)
     assert pool.verify([{"id": "ok", "code": GOOD, "tests": TESTS}])[0]["verdict"] == "SUCCESS"
     return out
@@ -111,6 +112,15 @@ def test_daemon_does_not_outlive_the_run(pool, tmp_path):
     out = check(pool, code)
     assert out["verdict"] == "SUCCESS"  # the program itself is right; its daemon is still killed
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep 987"]
+
+
+def _describe(pid):
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            state = next(line for line in fh if line.startswith("State:")).split(None, 1)[1].strip()
+    except (OSError, StopIteration):
+        state = "gone"
+    return f"{pid} {state} {_cmdline(pid)[:60]}"
 
 
 def _cmdline(pid):
