@@ -1696,10 +1696,12 @@ def judge_main(cfg, sock, channel_in, channel_out):
         result["duration_s"] = time.monotonic() - start
         for kind, fd in cfg["oom_fds"].items():
             cfg["oom_seen"][kind] = _oom_count(fd)
+        clean_start = time.monotonic()
         try:
             ok, why = zygote.clean()
         except (OSError, RuntimeError, ValueError) as exc:
             ok, why = False, f"the zygote failed: {exc}"
+        result["clean_s"] = time.monotonic() - clean_start  # outside the check's clock (diagnostics)
         if not ok:
             result["replace_worker"] = why
         send(channel_out, result)
