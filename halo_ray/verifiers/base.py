@@ -79,6 +79,33 @@ def record_cases(record: dict) -> list[dict]:
     return [{"input": str(c.get("input", "")), "output": str(c["output"])} for c in cases]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+DETAIL_CHARS = 300
+
+
+def clean_text(value: object, limit: int = DETAIL_CHARS) -> str:
+    """``value`` as text that any output file can hold: no lone surrogates, no control characters."""
+    text = value if isinstance(value, str) else str(value)
+    text = text[: limit * 4].encode("utf-8", "replace").decode("utf-8", "replace")
+    return _CONTROL.sub(" ", text).strip()[:limit]
+
+
+def _count(value: object, cap: int = 1_000_000) -> int:
+    return value if type(value) is int and 0 <= value <= cap else 0
+
+
+def sanitize(raw: object) -> dict:
+    """A judge's raw result reduced to known fields of exact types; anything else is a RUNTIME_ERROR."""
+    if not isinstance(raw, dict) or raw.get("verdict") not in VERDICTS:
+        return {"verdict": "RUNTIME_ERROR", "passed": 0, "total": 0, "warnings": False,
+                "detail": "the sandbox returned a malformed result", "duration_s": 0.0}
+    total = _count(raw.get("total"))
+    duration = raw.get("duration_s")
+    return {"verdict": raw["verdict"], "total": total, "passed": min(_count(raw.get("passed")), total),
+            "warnings": raw.get("warnings") is True, "detail": clean_text(raw.get("detail") or ""),
+            "duration_s": float(duration) if type(duration) in (int, float) and 0 <= duration < 1e6 else 0.0}
+
+
 def score(raw: dict) -> dict:
     """The output fields from a worker judgement: verdict, graduated reward, pass_rate, detail.
 
@@ -86,7 +113,8 @@ def score(raw: dict) -> dict:
     compile tier (0.3 with warnings, 0.5 clean); wrong output 0.7; correct 1.0. With nothing to
     check (no tests, no cases) a clean run is worth its compile tier only.
     """
-    verdict, warnings = raw["verdict"], bool(raw.get("warnings"))
+    raw = sanitize(raw)
+    verdict, warnings = raw["verdict"], raw["warnings"]
     total, passed = int(raw.get("total") or 0), int(raw.get("passed") or 0)
     compiled = REWARD_SYNTAX_ERROR if verdict == "SYNTAX_ERROR" else (REWARD_WARNINGS if warnings else REWARD_CLEAN)
     if verdict == "SUCCESS":
@@ -96,5 +124,5 @@ def score(raw: dict) -> dict:
         reward = REWARD_WRONG_OUTPUT if verdict == "WRONG_OUTPUT" else compiled
         pass_rate = passed / total if total else 0.0
     return {"verdict": verdict, "reward": reward, "pass_rate": pass_rate,
-            "duration_s": round(float(raw.get("duration_s", 0.0)), 6), "detail": str(raw.get("detail") or "")[:300],
+            "duration_s": round(float(raw.get("duration_s", 0.0)), 6), "detail": raw["detail"],
             "reward_components": {"compile": compiled, "pass_rate": pass_rate}, "warnings": warnings}

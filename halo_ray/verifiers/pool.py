@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 from halo_ray.errors import ConfigError, SandboxError
 from halo_ray.sandbox import SandboxWorker
+from halo_ray.verifiers.native import COMPILE_MAX_PROCESSES
 from halo_ray.verifiers.base import VERIFIERS, limits, score
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 3  # a check whose sandbox fails this many times in a row raises SandboxError
+ATTEMPTS = 3  # a request that cannot be delivered to this many fresh sandboxes in a row raises SandboxError
 BUDGET_GRACE_S = 10.0  # host-side slack over the sandbox's own limits before a worker is declared hung
 
 
@@ -79,7 +80,10 @@ class Verifier:
         return self._impls[name]
 
     def _start_worker(self) -> SandboxWorker:
-        worker = SandboxWorker(self._binds, self.cfg.scratch_mb)
+        cfg = self.cfg
+        limits = {"run": (cfg.memory_mb << 20, cfg.max_processes),
+                  "compile": (cfg.compile_memory_mb << 20, COMPILE_MAX_PROCESSES)}
+        worker = SandboxWorker(self._binds, cfg.scratch_mb, limits=limits)
         with self._lock:
             self._all.append(worker)
         return worker
@@ -144,27 +148,44 @@ class Verifier:
         return compile_s + runs * (req["limits"]["timeout"] + 1.5) + BUDGET_GRACE_S
 
     def _run(self, req: dict) -> dict:
+        """One check. Only a request that could not be delivered is retried (on a fresh worker);
+        once delivered, whatever goes wrong is this check's verdict and the worker is replaced."""
         worker = self._idle.get()
         try:
             for attempt in range(1, ATTEMPTS + 1):
                 try:
-                    return score(worker.run(req, self._budget(req)))
+                    if worker is None:
+                        worker = self._start_worker()
+                    raw = worker.run(req, self._budget(req))
                 except SandboxError as exc:
-                    log.warning("sandbox failure (attempt %d of %d), restarting the worker: %s", attempt, ATTEMPTS, exc)
+                    log.warning("sandbox failure before the check (attempt %d of %d), restarting the worker: %s",
+                                attempt, ATTEMPTS, exc)
                     worker = self._replace(worker)
                     if attempt == ATTEMPTS:
-                        raise SandboxError(f"the sandbox failed {ATTEMPTS} times on one check: {exc}") from None
+                        raise SandboxError(f"the sandbox failed {ATTEMPTS} times before one check: {exc}") from None
+                    continue
+                if raw.get("replace_worker"):
+                    worker = self._replace(worker, start=False)
+                return score(raw)
         finally:
             self._idle.put(worker)
         raise AssertionError("unreachable")
 
-    def _replace(self, worker: SandboxWorker) -> SandboxWorker:
-        worker.close()
-        with self._lock:
-            if worker in self._all:
-                self._all.remove(worker)
+    def _replace(self, worker: SandboxWorker | None, start: bool = True) -> SandboxWorker | None:
+        """Close ``worker``; a fresh one now (``start``) or lazily by the next check (None)."""
+        if worker is not None:
+            worker.close()
+            with self._lock:
+                if worker in self._all:
+                    self._all.remove(worker)
+        if not start:
+            return None
         time.sleep(0.05)
-        return self._start_worker()
+        try:
+            return self._start_worker()
+        except SandboxError as exc:
+            log.warning("a replacement sandbox failed to start: %s", exc)
+            return None
 
     def close(self) -> None:
         """Stop every sandbox."""

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from halo_ray.sections import VerifierConfig
 
 
-# Names of the hooks the rewritten tests call; random per process so that a program cannot name them.
+# Names of the hooks the rewritten tests call (in the judge, which the program never reaches); random per
+# process so that they cannot collide with a name of the tests.
 PASS_HOOK = f"__halo_pass_{secrets.token_hex(6)}"
 FAIL_HOOK = f"__halo_fail_{secrets.token_hex(6)}"
 
@@ -76,6 +77,14 @@ def _split_units(tests: str) -> tuple[str, int, bool]:
     return ast.unparse(tree), units, check is not None and not called
 
 
+@functools.lru_cache(maxsize=4096)
+def _plan(source: str, entry: str | None, call_check: bool) -> list:
+    """The calls the judge may speculate for these tests (``sandbox_worker.speculation_plan``)."""
+    from halo_ray.sandbox_worker import speculation_plan
+
+    return speculation_plan(source, entry, call_check, (PASS_HOOK, FAIL_HOOK))
+
+
 def _has_assert(stmt: ast.AST) -> bool:
     """Whether ``stmt`` holds an ``assert``: only statement bodies are searched (no expression can)."""
     if isinstance(stmt, ast.Assert):
@@ -122,8 +131,10 @@ class PythonTestsVerifier:
         setup = self.setup(record)
         source, units, uncalled = split_units(setup + tests, f"record {record.get('id')!r}")
         entry = record.get("entry_point") or None
+        call_check = bool(entry) and uncalled
         return {"kind": "python", "code": code, "tests": source, "units": units, "entry_point": entry,
-                "call_check": bool(entry) and uncalled, "pass_hook": PASS_HOOK, "fail_hook": FAIL_HOOK}
+                "call_check": call_check, "pass_hook": PASS_HOOK, "fail_hook": FAIL_HOOK,
+                "plan": _plan(source, entry, call_check)}
 
 
 VERIFIERS.register("python")(PythonTestsVerifier)
