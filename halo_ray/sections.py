@@ -310,7 +310,7 @@ def _demo_grpo() -> GRPOJobConfig:
         rollout=RolloutConfig(samples_per_prompt=8, temperature=1.0, max_new_tokens=32),
         verifier=VerifierConfig(name="python", timeout_s=5.0),
         objective=ObjectiveConfig(name="grpo", grpo=GRPOConfig(reward="pass_fail")),
-        learner=LearnerConfig(lr=5e-4, micro_batch_size=32, grad_accum=2, zero_stage=0),
+        learner=LearnerConfig(lr=2e-4, micro_batch_size=32, grad_accum=2, zero_stage=0),
         stream=StreamConfig(num_steps=16, prompts_per_step=64, max_staleness=1, chunk_prompts=16, eval_every=4),
         eval=EvalConfig(samples=16, temperature=0.8),
         logging=LoggingConfig(name="grpo"),
