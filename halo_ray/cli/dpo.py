@@ -42,6 +42,17 @@ def register(sub) -> None:
     add_config_args(prefs)
     prefs.set_defaults(func=run_prefs)
 
+    for name, help_, func in (("train", "DPO on <output>/dpo_preferences.jsonl against the frozen reference: <output>/final", run_train),
+                              ("run", "the whole experiment: prefs, train, eval in one run directory", run_all)):
+        cmd = dsub.add_parser(name, help=help_, description=help_ + ". Writes metrics.jsonl (one record per "
+                              "optimizer step: loss, reward margins, accuracy) and the run's files.")
+        cmd.add_argument("--model", help="base model directory (model.path; the reference and the baseline)")
+        if name == "run":
+            cmd.add_argument("--data", help="training problems SPEC (data.train); data.eval names the held-out ones")
+        cmd.add_argument("--output", help="run directory (logging.run_dir/logging.name)")
+        add_config_args(cmd)
+        cmd.set_defaults(func=func)
+
     evaluate = dsub.add_parser("eval", help="baseline vs fine-tuned on the held-out split: pass@k, verdicts, paired t-test",
                                description="Benchmarks model.path (the baseline) and the fine-tuned model with the "
                                            "evaluation sampling (default k = 10, T 0.8, top-p 0.95, seed 42) and "
@@ -113,3 +124,33 @@ def print_comparison(summary: dict) -> None:
             table.add_row(*row)
         console.print(table)
     console.print(f"report: {summary['report']}")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from halo_ray.sections import DPOJobConfig
+
+    config = job_config(DPOJobConfig, args, {"model.path": args.model, **_output(args.output)})
+    from halo_ray import driver
+    from halo_ray.driver.dpo import train
+
+    try:
+        summary = train(config, progress=print)
+    finally:
+        driver.shutdown()
+    print(json.dumps({k: v for k, v in summary.items() if k != "train"}, indent=2))
+    return 0
+
+
+def run_all(args: argparse.Namespace) -> int:
+    from halo_ray.sections import DPOJobConfig
+
+    config = job_config(DPOJobConfig, args, {"model.path": args.model, "data.train": args.data, **_output(args.output)})
+    from halo_ray import driver
+    from halo_ray.driver.dpo import run
+
+    try:
+        summary = run(config, progress=print)
+    finally:
+        driver.shutdown()
+    print_comparison(summary)
+    return 0

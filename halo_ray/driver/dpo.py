@@ -191,3 +191,66 @@ def _benchmark(config: DPOJobConfig, model: ModelConfig, problems: list[dict], o
         return run_benchmark(bench, problems, generate, lambda records: verify(records, config.verifier))
     finally:
         group.shutdown()
+
+
+def train(config: DPOJobConfig, progress: Callable[[str], None] = log.info) -> dict:
+    """DPO on the run's preference pairs against the frozen reference (seed 002): ``<run>/final``.
+
+    The pairs come from ``<run>/dpo_preferences.jsonl`` (``dpo prefs``); each pair's chosen and
+    rejected responses stay in one micro-batch; the loss is ``objective.dpo`` (sigmoid, beta 0.1) with
+    the base model as reference (under LoRA the base with the adapter disabled; otherwise a frozen copy).
+    One metrics record per optimizer step (loss, reward margins, accuracy of chosen over rejected).
+    """
+    from transformers import AutoTokenizer
+
+    from halo_ray.actors.learner import LearnerGroup
+    from halo_ray.dpo.pairs import pair_examples
+    from halo_ray.io import read_records
+    from halo_ray.objectives.config import ObjectiveConfig
+    from halo_ray.runlog import RunLog
+
+    path = run_dir(config)
+    prefs = path / "dpo_preferences.jsonl"
+    if not prefs.is_file():
+        raise ConfigError(f"{prefs}: no preference pairs; run `halo-ray dpo prefs --output {path}` first")
+    if (path / "final").exists():
+        raise ConfigError(f"{path / 'final'} already holds a trained model: choose another --output")
+    model = resolve_model(config.model)
+    pairs = read_records(prefs)
+    if not pairs:
+        raise DataError(f"{prefs}: no pairs (every problem's responses tied): nothing to train on")
+    examples = [dict(ex, unit=ex["pair_id"]) for ex in
+                pair_examples(pairs, AutoTokenizer.from_pretrained(model.path))]
+    if config.learner.micro_batch_size < 2:
+        raise ConfigError("learner.micro_batch_size: a DPO pair (chosen and rejected) needs 2 sequences per "
+                          f"micro-batch, got {config.learner.micro_batch_size}")
+    init(config.cluster)
+    lc = config.learner
+    check_capacity(learner=lc.num_ranks * lc.num_cpus_per_rank)
+    run = RunLog(path, config, config.logging.tensorboard)
+    learner = None
+    try:
+        started = time.perf_counter()
+        learner = LearnerGroup(model, lc, ObjectiveConfig(name="dpo", dpo=config.objective), run=path.name)
+        metrics = learner.train(examples)  # offline pairs: the model's own distribution, temperature 1
+        for record in metrics.pop("steps_log"):
+            run.log(record["global_step"], {f"train/{k}": v for k, v in record.items()}, stage="dpo")
+        learner.save_checkpoint(str(path / "final"), {"pairs": len(pairs)})
+        summary = {"run_dir": str(path), "final": str(path / "final"), "pairs": len(pairs), "train": metrics,
+                   "seconds": time.perf_counter() - started}
+        write_json(path / "train.json", summary)
+        progress(f"DPO: {len(pairs)} pairs, {metrics['steps']} steps, loss {metrics['loss']:.4f}, accuracy "
+                 f"{metrics.get('rewards/accuracies', float('nan')):.3f}, margin "
+                 f"{metrics.get('rewards/margins', float('nan')):.3f} -> {path / 'final'}")
+        return summary
+    finally:
+        run.close()
+        if learner is not None:
+            learner.shutdown()
+
+
+def run(config: DPOJobConfig, progress: Callable[[str], None] = log.info) -> dict:
+    """The whole experiment: preferences, DPO, evaluation of base and tuned model; returns the evaluation summary."""
+    preferences(config, progress)
+    train(config, progress)
+    return evaluate(config, progress)

@@ -105,6 +105,26 @@ def test_prefs_refuses_to_overwrite_a_run(prefs, env):
     assert done.returncode == 2 and "already holds preferences" in done.stderr
 
 
+def test_train_runs_dpo_on_the_pairs_against_the_reference(prefs, env):
+    """``dpo train`` on the preference run: one metrics record per optimizer step with DPO's figures, the
+    reference is the untouched base (rewards start at 0: policy = reference before the first update)."""
+    run([HALO_RAY, "dpo", "train", "--config", TINY_DPO, "--model", prefs["model"], "--output", str(prefs["out"]),
+         "--set", "learner.micro_batch_size=16"], env)
+    out = prefs["out"]
+    assert (out / "final" / "model.safetensors").is_file()
+    pairs = sum(1 for _ in (out / "dpo_preferences.jsonl").open())
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r.get("stage") == "dpo"]
+    assert len(steps) == -(-2 * pairs // 16), "one record per optimizer step (8 pairs of 16 sequences each)"
+    for key in ("train/loss", "train/rewards/margins", "train/rewards/accuracies", "train/lr", "train/grad_norm"):
+        assert key in steps[0], key
+    assert abs(steps[0]["train/rewards/margins"]) < 1e-4, "before any update the policy equals the reference"
+    assert steps[0]["train/loss"] == pytest.approx(0.6931, abs=1e-3), "log 2: no margin yet"
+    again = run([HALO_RAY, "dpo", "train", "--config", TINY_DPO, "--model", prefs["model"], "--output", str(out)],
+                env, ok=False)
+    assert again.returncode == 2 and "already holds a trained model" in again.stderr
+
+
 def test_eval_compares_baseline_and_finetuned_through_the_benchmark(prefs, env, tiny_model):
     from halo_ray.data import write_problems
     from halo_ray.data.sources import problems_from_spec
