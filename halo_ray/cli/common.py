@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from halo_ray.config import load_config
@@ -44,3 +45,11 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print(title)
     for row in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def output_overrides(path: str | None) -> dict:
+    """``--output runs/x`` sets the run directory's parent and name (``logging.run_dir``, ``logging.name``)."""
+    if not path:
+        return {}
+    p = Path(path)
+    return {"logging.run_dir": str(p.parent), "logging.name": p.name}

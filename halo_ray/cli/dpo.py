@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from halo_ray.cli.common import add_config_args, job_config
-
-
-def _output(path: str | None) -> dict:
-    """``--output runs/x`` sets the run directory's parent and name."""
-    if not path:
-        return {}
-    p = Path(path)
-    return {"logging.run_dir": str(p.parent), "logging.name": p.name}
+from halo_ray.cli.common import add_config_args, job_config, output_overrides
 
 
 def register(sub) -> None:
@@ -81,7 +72,7 @@ def run_pairs(args: argparse.Namespace) -> int:
 def run_prefs(args: argparse.Namespace) -> int:
     from halo_ray.sections import DPOJobConfig
 
-    config = job_config(DPOJobConfig, args, {"model.path": args.model, "data.train": args.data, **_output(args.output)})
+    config = job_config(DPOJobConfig, args, {"model.path": args.model, "data.train": args.data, **output_overrides(args.output)})
     from halo_ray import driver
     from halo_ray.driver.dpo import preferences
 
@@ -97,7 +88,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from halo_ray.sections import DPOJobConfig
 
     config = job_config(DPOJobConfig, args, {"model.path": args.model, "dpo.finetuned": args.finetuned,
-                                             "data.eval": args.data, **_output(args.output)})
+                                             "data.eval": args.data, **output_overrides(args.output)})
     from halo_ray import driver
     from halo_ray.driver.dpo import evaluate
 
@@ -129,7 +120,7 @@ def print_comparison(summary: dict) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from halo_ray.sections import DPOJobConfig
 
-    config = job_config(DPOJobConfig, args, {"model.path": args.model, **_output(args.output)})
+    config = job_config(DPOJobConfig, args, {"model.path": args.model, **output_overrides(args.output)})
     from halo_ray import driver
     from halo_ray.driver.dpo import train
 
@@ -144,7 +135,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_all(args: argparse.Namespace) -> int:
     from halo_ray.sections import DPOJobConfig
 
-    config = job_config(DPOJobConfig, args, {"model.path": args.model, "data.train": args.data, **_output(args.output)})
+    config = job_config(DPOJobConfig, args, {"model.path": args.model, "data.train": args.data, **output_overrides(args.output)})
     from halo_ray import driver
     from halo_ray.driver.dpo import run
 

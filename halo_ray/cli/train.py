@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from halo_ray.cli.common import add_config_args, job_config
-
-
-def _output(path: str | None) -> dict:
-    """``--output runs/x`` sets the run directory's parent and name."""
-    if not path:
-        return {}
-    p = Path(path)
-    return {"logging.run_dir": str(p.parent), "logging.name": p.name}
+from halo_ray.cli.common import add_config_args, job_config, output_overrides
 
 
 def register(sub) -> None:
@@ -72,7 +63,7 @@ def run_sft(args: argparse.Namespace) -> int:
     from halo_ray.sections import SFTJobConfig
 
     config = job_config(SFTJobConfig, args, {"model.path": args.model, "data.train": args.data,
-                                             "learner.epochs": args.epochs, **_output(args.output)})
+                                             "learner.epochs": args.epochs, **output_overrides(args.output)})
     from halo_ray import driver
     from halo_ray.driver.sft import sft
 
@@ -92,7 +83,7 @@ def run_stream_job(args: argparse.Namespace) -> int:
     cls = {"raft": RaftJobConfig, "grpo": GRPOJobConfig}[args.job]
     config = job_config(cls, args, {
         "model.path": args.model, "data.train": args.data, "data.eval": args.eval, "verifier.name": args.verifier,
-        "stream.num_steps": args.steps, **_output(args.output)})
+        "stream.num_steps": args.steps, **output_overrides(args.output)})
     if args.job == "raft":
         from halo_ray.driver.raft import raft as loop
     else:

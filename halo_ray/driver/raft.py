@@ -16,7 +16,7 @@ from typing import Callable
 
 from halo_ray.config import to_dict
 from halo_ray.driver.stream import (
-    Stream, Timeline, checkpoint_dir, evaluate_stage, latest_checkpoint, prune_checkpoints, resume_state,
+    Stream, Timeline, begin, checkpoint_dir, evaluate_stage, latest_checkpoint, prune_checkpoints,
     samples_table, stream_metrics, stream_run, train_and_sync,
 )
 from halo_ray.io import write_json
@@ -37,13 +37,9 @@ def raft(config: RaftJobConfig, resume: bool = False, progress: Callable[[str], 
     """
     with stream_run(config, "raft", resume) as (run, problems, heldout, rollout, verifiers, learner):
         r, sc = config.rollout, config.stream
-        extra = resume_state(run, learner, rollout, resume, progress)
-        start, version, stages = extra.get("next_step", 0), extra.get("version", 0), extra.get("stages", [])
+        extra = begin(run, config, heldout, rollout, verifiers, learner, resume, progress)
+        start, version, stages = extra["next_step"], extra["version"], extra["stages"]
         kept_total = extra.get("kept", 0)
-        if heldout and start == 0:
-            pass1 = evaluate_stage(run, rollout, verifiers, heldout, config, "step_0000", stages)
-            run.log(0, {"eval/pass_at_1": pass1}, stage="step_0000")
-            progress(f"step 0: held-out pass@1 {pass1:.3f}")
 
         timeline = Timeline()
         stream = Stream(rollout, verifiers, problems, sc, r, config.data.shuffle_seed, extra.get("stream"), timeline)

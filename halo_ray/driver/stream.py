@@ -346,16 +346,23 @@ def evaluate_stage(run, rollout, verifiers, heldout: list, config, name: str, st
     return results["pass_at_k"]["1"]
 
 
-def resume_state(run, learner, rollout, resume: bool, progress) -> dict:
-    """The checkpoint's ``extra`` (with the learner restored and the engines on its weights), or {}."""
+def begin(run, config, heldout: list, rollout, verifiers, learner, resume: bool, progress) -> dict:
+    """Where a stream loop starts: a checkpoint's ``extra`` (learner restored, engines on its weights) when
+    resuming, else a fresh state after the step-0 evaluation. Always has ``next_step``, ``version``,
+    ``stages`` and ``stream`` (None: a fresh stream)."""
     ckpt = latest_checkpoint(run.path) if resume else None
-    if ckpt is None:
-        if resume:
-            log.warning("no checkpoint in %s: starting from step 0", run.path)
-        return {}
-    extra = learner.load_checkpoint(str(ckpt))
-    rollout.update_weights(learner.rollout_weights_ref(), extra["version"])
-    progress(f"resumed {run.path} at step {extra['next_step'] + 1} (policy version {extra['version']})")
+    if ckpt is not None:
+        extra = learner.load_checkpoint(str(ckpt))
+        rollout.update_weights(learner.rollout_weights_ref(), extra["version"])
+        progress(f"resumed {run.path} at step {extra['next_step'] + 1} (policy version {extra['version']})")
+        return extra
+    if resume:
+        log.warning("no checkpoint in %s: starting from step 0", run.path)
+    extra = {"next_step": 0, "version": 0, "stages": [], "stream": None}
+    if heldout:
+        pass1 = evaluate_stage(run, rollout, verifiers, heldout, config, "step_0000", extra["stages"])
+        run.log(0, {"eval/pass_at_1": pass1}, stage="step_0000")
+        progress(f"step 0: held-out pass@1 {pass1:.3f}")
     return extra
 
 

@@ -109,7 +109,8 @@ def test_generate_command_rejects_bad_input(tmp_path, tiny_model):
 
 def _teacher_forced(base_path: str, adapter, rows: list[dict]):
     """Per row: (log-probs of the sampled tokens, gap between the best token and the sampled one)
-    under transformers + PEFT with ``adapter`` loaded the way vLLM loads it (from its saved folder)."""
+    under transformers, with ``adapter`` (None: the base alone) loaded the way vLLM loads it (from
+    its saved folder) through PEFT."""
     import tempfile
 
     import torch
@@ -117,8 +118,9 @@ def _teacher_forced(base_path: str, adapter, rows: list[dict]):
     from transformers import AutoModelForCausalLM
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder = adapter.save(Path(tmp) / "adapter")
-        net = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32), str(folder))
+        net = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        if adapter is not None:
+            net = PeftModel.from_pretrained(net, str(adapter.save(Path(tmp) / "adapter")))
         net.eval()
         out = []
         with torch.no_grad():
@@ -171,7 +173,7 @@ def test_lora_run_ships_only_the_adapter(ray_session, tiny_model):
         g.update_weights(ref, 1)
         after = g.generate(PROMPTS, n=1, temperature=0.0).to_pylist()
         assert [r["policy_version"] for r in after] == [1] * len(PROMPTS)
-        base = _teacher_forced_base(tiny_model, after)
+        base = [logp for logp, _ in _teacher_forced(tiny_model, None, after)]
         served = _teacher_forced(tiny_model, adapter, after)
         moved = 0.0
         for r, (logp, gap), base_logp in zip(after, served, base):
@@ -190,23 +192,6 @@ def torch_tensor(values):
     import torch
 
     return torch.tensor(values, dtype=torch.float32)
-
-
-def _teacher_forced_base(base_path: str, rows: list[dict]):
-    """Log-probs of the rows' tokens under the base model alone (no adapter)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    net = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
-    out = []
-    with torch.no_grad():
-        for r in rows:
-            ids = torch.tensor([r["prompt_token_ids"] + r["token_ids"]])
-            logp = torch.log_softmax(net(input_ids=ids).logits[0].float(), -1)
-            start = len(r["prompt_token_ids"])
-            steps = logp[start - 1:start - 1 + len(r["token_ids"])]
-            out.append(steps.gather(1, torch.tensor(r["token_ids"])[:, None])[:, 0])
-    return out
 
 
 def _random_adapter(base_path: str, seed: int):
