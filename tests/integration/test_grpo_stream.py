@@ -79,3 +79,36 @@ def test_learner_logprobs_of_engine_samples_match_the_engine_at_temperature(ray_
     finally:
         learner.shutdown()
         g.shutdown()
+
+
+@pytest.mark.slow
+def test_killed_grpo_run_resumes_without_training_a_prompt_twice(ray_session, sft_model, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [HALO_RAY, "grpo", "train", "--model", sft_model, "--prompts", "demo#raft", "--steps", str(STEPS),
+           "--output", str(out), "--set", f"stream.prompts_per_step={PER_STEP}", "--set", "stream.chunk_prompts=2",
+           "--set", "stream.max_staleness=1", "--set", f"rollout.samples_per_prompt={N}",
+           "--set", "rollout.max_new_tokens=12", "--set", "verifier.name=python", "--set", "learner.micro_batch_size=8",
+           "--set", "learner.zero_stage=0", "--set", "objective.grpo.reward=graduated", "--set", "checkpoint.keep=5"]
+    env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    first = out / "checkpoints" / "step_0001"
+    deadline = time.monotonic() + 400
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert first.exists(), proc.stderr.read()[-4000:] if proc.poll() is not None else "no checkpoint in time"
+    os.killpg(proc.pid, signal.SIGKILL)  # killed mid-run, after step 1's checkpoint, with step 2 in flight
+    proc.wait()
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    acc = summary["accounting"]
+    assert acc["generated"] == acc["used"] + acc["stale"] + acc["filtered"] + acc["failed"]
+    trained = [set(pq.read_table(out / "samples" / f"step_{c:04d}.parquet").column("prompt_id").to_pylist())
+               for c in range(1, STEPS + 1)]
+    assert all(len(t) == PER_STEP for t in trained)
+    # 232 prompts, 12 taken in the first epoch: a prompt trained on twice would be a skipped or repeated position.
+    assert len(set().union(*trained)) == PER_STEP * STEPS, trained
