@@ -67,7 +67,7 @@ def demo(config: DemoConfig, progress=print) -> dict:
     stages = [dict(s) for s in summary["stages"]]
     stages[0]["name"] = "sft"
     for s in stages[1:]:
-        s["name"] = s["name"].replace("step_", f"{algo}_step_")
+        s["name"] = f"{algo}_step_{int(s['name'].removeprefix('step_'))}"  # step_0004 -> raft_step_4
     evals = sorted((run / "eval").glob("*.json"))
     first = json.loads((run / "eval" / "step_0000.json").read_text())
     last_name = summary["stages"][-1]["name"]
