@@ -126,12 +126,14 @@ def submit_tiny(head: Head, job: str, name: str) -> str:
 def check_run_directory(logs: str, home: Path, name: str) -> Path:
     run = home / "halo-ray" / "runs" / name  # the default HALO_RAY_HOME is ~/halo-ray
     assert f"run directory {run}" in logs, logs[-3000:]
-    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "cycle_0002").is_dir()
-    cycles = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert cycles, "no metrics logged"
+    assert (run / "config.yaml").is_file() and (run / "checkpoints" / "step_0002").is_dir()
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in steps if "rollout/samples" in m] == [1, 2], "one metrics record per step"
     summary = json.loads(logs[logs.index("{\n"):logs.rindex("}") + 1])
     assert summary["run_dir"] == str(run)
-    assert summary["accounting"]["generated"] == 2 * 16 * 4  # 2 cycles of 16 prompts, 4 samples each
+    acc = summary["accounting"]
+    assert acc["generated"] >= 2 * 16 * 4  # 2 steps of 16 prompts, 4 samples each (+ replaced stale ones)
+    assert acc["generated"] == acc["kept"] + acc["filtered"] + acc["stale"] + acc["failed"]
     return run
 
 
