@@ -35,16 +35,18 @@ update per batch); ``max_completion_length=32``, ``temperature=1.0``, ``top_p=1.
 fp32; ``report_to="none"``, ``save_strategy="no"``, ``logging_steps=1``.
 
 What is measured: samples per second over the training steps (engine/model start excluded, pipeline
-fill included): ours from the first sample to the last weight sync on the stream's timeline; TRL from
-``on_train_begin`` to the last ``on_step_end``. Also the sum of per-step windows on both sides (ours:
+fill included): ours from the stream's start (the timeline's origin) to the last weight sync; TRL
+from ``on_train_begin`` to the last ``on_step_end``. The Ray session stays up (idle) while TRL runs. Also the sum of per-step windows on both sides (ours:
 ``rollout/samples / stream/samples_per_s`` of metrics.jsonl; TRL: ``on_step_begin``..``on_step_end``).
 The final mean reward is the mean pass/fail reward of the samples of the last quarter of the steps.
 Where the time goes: ours from metrics.jsonl (``stream/wait_s``, ``time/train_s``, ``time/sync_s``) and
 the busy time of each lane of timeline.json; TRL's split into generate (``_generate_single_turn``),
 reward (our reward function) and the rest of the step (log-probs, loss, backward, optimizer), timed
 by wrapping those two calls in a subclass (TRL itself unchanged). ``--heldout N`` adds held-out
-pass@1 of each final model on the first N ``demo#heldout`` problems (the same vLLM sampling and
-verifier for all three: ``halo_ray.driver.benchmark``-style evaluation through ``halo_ray.bench``).
+pass@1 of the SFT model and of each final model on the first N ``demo#heldout`` problems, all four
+through the same code: ``halo_ray.driver.stream.evaluate`` (what the GRPO runs use for their stages:
+vLLM sampling with the demo's eval settings, 16 samples at temperature 0.8, our verifier, scored by
+``halo_ray.bench``).
 
     python benchmarks/grpo_vs_trl.py [--model SFT_DIR] [--steps 24] [--heldout 0] [--json]
 
