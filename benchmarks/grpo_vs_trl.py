@@ -13,8 +13,9 @@ hyper-parameters, in one run:
       timeout 5 s) -- what a new user who wants a sandbox would write.
 
 Shared settings: 4 prompts x 8 generations = 32 samples per step, completion length 32, temperature
-1.0, top_p 1.0, no top-k, learning rate 2e-4 (the GRPO demo's), constant schedule, no warm-up, AdamW,
-weight decay 0, gradient clipping 1.0, fp32, one optimizer step per batch, ``--steps`` steps.
+1.0, top_p 1.0, no top-k, learning rate 2e-4 (the GRPO demo's), constant schedule, no warm-up, torch
+AdamW (betas 0.9/0.999, eps 1e-8 on both sides), weight decay 0, gradient clipping 1.0, fp32, one
+optimizer step per batch, ``--steps`` steps.
 
 Our options (``objective.grpo``): token aggregation, advantages scaled by the group std (+1e-4),
 eps_low 0.2 / eps_high 0.28, kl_coef 0, updates_per_batch 1, reward pass_fail, overlong keep,
@@ -31,7 +32,9 @@ their number = our ``token`` aggregation); ``beta=0.0`` (= kl_coef 0, no referen
 update per batch); ``max_completion_length=32``, ``temperature=1.0``, ``top_p=1.0``, ``top_k=0``;
 ``learning_rate=2e-4``, ``lr_scheduler_type="constant"`` (TRL's default is linear decay),
 ``warmup_steps=0``, ``weight_decay=0.0``, ``max_grad_norm=1.0``; ``mask_truncated_completions=False``
-(= overlong keep); ``importance_sampling_level="token"``; ``use_cpu=True``, ``use_vllm=False``,
+(= overlong keep); ``importance_sampling_level="token"``; ``shuffle_dataset=False`` on a dataset that lists, step by
+step, the prompts our async run took (ours and our sync run take the same ones: the stream's order
+is seeded), so the three runs see the same 4 prompts at every step and per-step rewards pair up; ``use_cpu=True``, ``use_vllm=False``,
 fp32; ``report_to="none"``, ``save_strategy="no"``, ``logging_steps=1``.
 
 What is measured: samples per second over the training steps (engine/model start excluded, pipeline
@@ -48,7 +51,7 @@ through the same code: ``halo_ray.driver.stream.evaluate`` (what the GRPO runs u
 vLLM sampling with the demo's eval settings, 16 samples at temperature 0.8, our verifier, scored by
 ``halo_ray.bench``).
 
-    python benchmarks/grpo_vs_trl.py [--model SFT_DIR] [--steps 24] [--heldout 0] [--json]
+    python benchmarks/grpo_vs_trl.py [--model SFT_DIR] [--steps 24] [--heldout 16] [--keep] [--json]
 
 Without ``--model`` the script builds the demo's SFT model first (``halo-ray sft train`` on a fresh
 tiny model, a few minutes). The last line is one JSON object.
@@ -163,7 +166,8 @@ def lanes(timeline: dict) -> tuple[dict, float, float]:
 
 
 def run_ours(model: str, run_dir: Path, name: str, steps: int, staleness: int) -> dict:
-    from halo_ray import driver
+    import pyarrow.parquet as pq
+
     from halo_ray.driver.grpo import grpo
 
     cfg = ours_config(model, run_dir, name, steps, staleness)
@@ -178,6 +182,10 @@ def run_ours(model: str, run_dir: Path, name: str, steps: int, staleness: int) -
     busy, first, last = lanes(json.load(open(path / "timeline.json")))
     wall = last - min(first, 0.0)  # the timeline starts when the stream does
     rewards = [r["verify/train_reward_mean"] for r in rows]
+    order = []  # the prompts of each step, in the order the stream took them (TRL replays it)
+    for f in sorted((path / "samples").glob("step_*.parquet")):
+        ids = pq.read_table(f, columns=["prompt_id"]).column("prompt_id").to_pylist()
+        order.append(list(dict.fromkeys(ids)))
     out = {
         "max_staleness": staleness, "steps": len(rows), "samples": samples,
         "samples_per_s": samples / wall, "wall_s": wall,
@@ -190,6 +198,7 @@ def run_ours(model: str, run_dir: Path, name: str, steps: int, staleness: int) -
                  "lane_busy_s": {k: round(v, 3) for k, v in busy.items()},
                  "idle_fraction_last_step": {k.split("/")[-1]: round(v, 3) for k, v in rows[-1].items()
                                              if k.startswith("stream/idle/")}},
+        "prompt_order": order, "reward_all_steps": statistics.fmean(rewards),
         "accounting": summary["accounting"], "staleness": summary.get("staleness"),
         "run_dir": str(path), "total_s_with_startup": total_s, "final_checkpoint": summary.get("final_checkpoint"),
     }
@@ -199,7 +208,7 @@ def run_ours(model: str, run_dir: Path, name: str, steps: int, staleness: int) -
 # --------------------------------------------------------------------------- (c): TRL
 
 
-def run_trl(model: str, out_dir: Path, steps: int, problems: dict) -> dict:
+def run_trl(model: str, out_dir: Path, steps: int, problems: dict, order: list[list[str]]) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -246,7 +255,12 @@ def run_trl(model: str, out_dir: Path, steps: int, problems: dict) -> dict:
 
     tok = AutoTokenizer.from_pretrained(model)
     policy = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
-    ids = sorted(problems)
+    # The prompts of our run, step by step, in its order (not shuffled): each TRL step takes the next
+    # PROMPTS_PER_STEP rows and repeats each num_generations times (its RepeatSampler), so all three
+    # runs see the same prompts at the same step and their rewards pair up.
+    ids = [pid for step in order for pid in step]
+    if len(ids) != steps * PROMPTS_PER_STEP:
+        raise RuntimeError(f"our run took {len(ids)} prompts, TRL needs {steps * PROMPTS_PER_STEP} in {steps} steps")
     data = Dataset.from_dict({"prompt": [problems[p]["prompt"] for p in ids], "prompt_id": ids})
     args = GRPOConfig(
         output_dir=str(out_dir), use_cpu=True, use_vllm=False, bf16=False, fp16=False, seed=SEED,
@@ -256,7 +270,7 @@ def run_trl(model: str, out_dir: Path, steps: int, problems: dict) -> dict:
         max_completion_length=MAX_NEW_TOKENS, temperature=TEMPERATURE, top_p=1.0, top_k=0,
         learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
         mask_truncated_completions=False, importance_sampling_level="token",
-        max_steps=steps, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
+        shuffle_dataset=False, max_steps=steps, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
         dataloader_num_workers=0,
     )
     clock = Clock()
@@ -278,7 +292,7 @@ def run_trl(model: str, out_dir: Path, steps: int, problems: dict) -> dict:
         "steps": len(clock.windows), "samples": samples, "samples_per_s": samples / wall, "wall_s": wall,
         "samples_per_s_step_windows": samples / step_s, "step_windows_s": step_s,
         "reward_first": tail_mean(rewards[::-1], len(rewards)), "reward_final": tail_mean(rewards, len(rewards)),
-        "rewards": [round(x, 4) for x in rewards],
+        "rewards": [round(x, 4) for x in rewards], "reward_all_steps": statistics.fmean(rewards),
         "time": {"generate_s": times["generate_s"], "reward_s": times["reward_s"],
                  "rest_of_step_s": step_s - times["generate_s"] - times["reward_s"],
                  "torch_threads": torch.get_num_threads()},
@@ -322,7 +336,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="", help="the SFT model directory (default: build the demo's SFT model first)")
     parser.add_argument("--steps", type=int, default=24, help="GRPO steps of each run (default 24)")
-    parser.add_argument("--heldout", type=int, default=0, help="held-out pass@1 on the first N demo#heldout problems (default 0: skip)")
+    parser.add_argument("--heldout", type=int, default=16, help="held-out pass@1 on the first N demo#heldout problems (default 16; 0 skips it)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary run directories")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = parser.parse_args()
@@ -352,7 +366,7 @@ def main() -> int:
         print("(b) halo-ray GRPO, max_staleness 0", flush=True)
         figures["ours_sync"] = run_ours(model, tmp / "runs", "sync", args.steps, 0)
         print("(c) TRL GRPOTrainer, CPU", flush=True)
-        figures["trl"] = run_trl(model, tmp / "trl", args.steps, problems)
+        figures["trl"] = run_trl(model, tmp / "trl", args.steps, problems, figures["ours_async"]["prompt_order"])
         if args.heldout:
             models = {"sft": model, "trl": figures["trl"]["final_model"]}
             for key in ("ours_async", "ours_sync"):
@@ -367,6 +381,14 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
     a, b, c = figures["ours_async"], figures["ours_sync"], figures["trl"]
+    figures["prompt_order"] = a.pop("prompt_order")
+    figures["same_prompts_async_sync"] = b.pop("prompt_order") == figures["prompt_order"]
+    for r in (a, b):
+        r["between_steps_s"] = r["wall_s"] - r["step_windows_s"]
+    diffs = [x - y for x, y in zip(a["rewards"], c["rewards"])]  # same prompts at each step: paired
+    figures["reward_diff_ours_minus_trl"] = {
+        "mean": statistics.fmean(diffs), "se": statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None,
+        "last_quarter": tail_mean(diffs, len(diffs))}
     for name, r in (("(a) halo-ray async ", a), ("(b) halo-ray sync  ", b), ("(c) TRL GRPOTrainer", c)):
         print(f"{name}: {r['samples_per_s']:7.1f} samples/s ({r['samples']} samples in {r['wall_s']:.1f}s; "
               f"per-step windows {r['samples_per_s_step_windows']:.1f}/s), reward first {r['reward_first']:.3f} "
@@ -374,10 +396,14 @@ def main() -> int:
     for name, r in (("(a)", a), ("(b)", b)):
         t = r["time"]
         print(f"{name} time: waiting for samples {t['wait_for_samples_s']:.1f}s, train {t['train_s']:.1f}s, "
-              f"weight sync {t['sync_s']:.1f}s; lanes busy {t['lane_busy_s']}; accounting {r['accounting']}")
+              f"weight sync {t['sync_s']:.1f}s, driver between steps (metrics, samples, timeline.json/png) "
+              f"{r['between_steps_s']:.1f}s; lanes busy {t['lane_busy_s']}; accounting {r['accounting']}")
     t = c["time"]
     print(f"(c) time: generate {t['generate_s']:.1f}s, reward (verifier) {t['reward_s']:.1f}s, "
           f"rest of step (log-probs, loss, backward, optimizer) {t['rest_of_step_s']:.1f}s")
+    d = figures["reward_diff_ours_minus_trl"]
+    print(f"same prompts at every step (async = sync: {figures['same_prompts_async_sync']}; TRL replays them): "
+          f"reward async - TRL per step {d['mean']:+.3f} (se {d['se'] or 0:.3f}), last quarter {d['last_quarter']:+.3f}")
     if "heldout_pass_at_1" in figures:
         print(f"held-out pass@1 ({args.heldout} problems): {figures['heldout_pass_at_1']}")
     figures["speedup_over_trl"] = a["samples_per_s"] / c["samples_per_s"]
