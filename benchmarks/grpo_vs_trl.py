@@ -32,15 +32,17 @@ their number = our ``token`` aggregation); ``beta=0.0`` (= kl_coef 0, no referen
 update per batch); ``max_completion_length=32``, ``temperature=1.0``, ``top_p=1.0``, ``top_k=0``;
 ``learning_rate=2e-4``, ``lr_scheduler_type="constant"`` (TRL's default is linear decay),
 ``warmup_steps=0``, ``weight_decay=0.0``, ``max_grad_norm=1.0``; ``mask_truncated_completions=False``
-(= overlong keep); ``importance_sampling_level="token"``; ``shuffle_dataset=False`` on a dataset that lists, step by
-step, the prompts our async run took (ours and our sync run take the same ones: the stream's order
-is seeded), so the three runs see the same 4 prompts at every step and per-step rewards pair up; ``use_cpu=True``, ``use_vllm=False``,
-fp32; ``report_to="none"``, ``save_strategy="no"``, ``logging_steps=1``.
+(= overlong keep); ``importance_sampling_level="token"``; ``use_cpu=True``, ``use_vllm=False``, fp32;
+``report_to="none"``, ``save_strategy="no"``, ``logging_steps=1``; ``shuffle_dataset=False`` on a
+dataset that lists, step by step, the prompts our async run took (our sync run takes the same ones:
+the stream's order is seeded), so the three runs see the same 4 prompts at every step and their
+per-step rewards pair up (the prompt drawn moves a step's reward far more than 24 steps of learning).
 
 What is measured: samples per second over the training steps (engine/model start excluded, pipeline
 fill included): ours from the stream's start (the timeline's origin) to the last weight sync; TRL
-from ``on_train_begin`` to the last ``on_step_end``. The Ray session stays up (idle) while TRL runs. Also the sum of per-step windows on both sides (ours:
-``rollout/samples / stream/samples_per_s`` of metrics.jsonl; TRL: ``on_step_begin``..``on_step_end``).
+from ``on_train_begin`` to the last ``on_step_end``. The Ray session stays up (idle) while TRL runs.
+Also the sum of per-step windows on both sides (ours: ``rollout/samples / stream/samples_per_s`` of
+metrics.jsonl, which leaves out the driver's work between steps; TRL: ``on_step_begin``..``on_step_end``).
 The final mean reward is the mean pass/fail reward of the samples of the last quarter of the steps.
 Where the time goes: ours from metrics.jsonl (``stream/wait_s``, ``time/train_s``, ``time/sync_s``) and
 the busy time of each lane of timeline.json; TRL's split into generate (``_generate_single_turn``),
