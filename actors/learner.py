@@ -48,11 +48,11 @@ class LearnerRank:
     def logprobs(self, examples: list[dict], temperature: float = 1.0, reference: bool = False) -> list[list[float]]:
         return self.learner.logprobs(examples, temperature, reference)
 
-    def rollout_weights(self):
+    def rollout_weights(self, every_rank: bool = False):
         """Rank 0's weights; other ranks take part in the gather (ZeRO-3) and return None, so only
-        one copy enters the object store."""
+        one copy enters the object store (``every_rank``: each returns its own, for checks)."""
         weights = self.learner.rollout_weights()
-        return weights if self.rank == 0 else None
+        return weights if self.rank == 0 or every_rank else None
 
     def save_checkpoint(self, directory: str, extra: dict | None) -> str:
         return str(self.learner.save_checkpoint(directory, extra))

@@ -124,8 +124,8 @@ def grpo(config: GRPOJobConfig, resume: bool = False, progress: Callable[[str], 
                     next_step=step + 1, version=version, stages=stages, stream=stream.buffer.checkpoint_state(),
                     config=to_dict(config)))
                 prune_checkpoints(run.path, config.checkpoint.keep)
-            if sc.timeline:
-                timeline.write(run.path)
+            if sc.timeline and (last or (step + 1) % config.checkpoint.every_steps == 0):
+                timeline.write(run.path, plot=last)
         stream.abandon()
         summary = {"run_dir": str(run.path), "stages": stages, "accounting": dict(stream.buffer.state.counts),
                    "version": version, "staleness": stream.buffer.state.staleness,

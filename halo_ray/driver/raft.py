@@ -80,8 +80,8 @@ def raft(config: RaftJobConfig, resume: bool = False, progress: Callable[[str], 
                     next_step=step + 1, version=version, stages=stages, stream=stream.buffer.checkpoint_state(),
                     kept=kept_total, config=to_dict(config)))
                 prune_checkpoints(run.path, config.checkpoint.keep)
-            if sc.timeline:
-                timeline.write(run.path)
+            if sc.timeline and (last or (step + 1) % config.checkpoint.every_steps == 0):
+                timeline.write(run.path, plot=last)
         stream.abandon()
         acc = dict(stream.buffer.state.counts)
         accounting = dict(generated=acc["generated"], kept=kept_total,

@@ -33,7 +33,8 @@ def test_two_ranks_match_one_rank_with_double_accumulation(ray_session, tmp_path
     try:
         m2 = two.train(examples)  # 16 examples: 2 optimizer steps
         w2 = ray_session.get(two.rollout_weights_ref())
-        w2_rank1 = ray_session.get(two.ranks[1].rollout_weights.remote())
+        w2_rank1 = ray_session.get(two.ranks[1].rollout_weights.remote(every_rank=True))
+        two_rank1_default = two.ranks[1].rollout_weights.remote()
         two.save_checkpoint(str(tmp_path / "ckpt"), {"cycle": 1})
     finally:
         two.shutdown()
@@ -48,6 +49,7 @@ def test_two_ranks_match_one_rank_with_double_accumulation(ray_session, tmp_path
     assert m1["steps"] == m2["steps"] == 2 and m1["samples"] == m2["samples"] == 16
     assert m2["loss"] == pytest.approx(m1["loss"], rel=1e-4)
     assert all(torch.equal(w2[k], w2_rank1[k]) for k in w2)  # ranks hold identical parameters
+    assert ray_session.get(two_rank1_default) is None, "only rank 0 puts the weights in the object store"
     moved = max((w1[k] - w0[k]).abs().max().item() for k in w0)
     gap = max((w1[k] - w2[k]).abs().max().item() for k in w0)
     assert moved > 1e-3  # two AdamW steps of lr 1e-3 moved the weights
