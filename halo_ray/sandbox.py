@@ -53,8 +53,11 @@ UID_SLOTS = 1000
 WORKER_PATH = "/opt/halo-ray/sandbox_worker.py"
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 _HOST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
-# The only /etc entries a sandbox sees: what the dynamic loader and the toolchains' driver symlinks need.
+# The only /etc entries a sandbox sees: what the dynamic loader and the toolchains' driver symlinks need,
+# and the JDK's configuration (its conf/ files are links into /etc/java-N-openjdk; without them java
+# and javac fail to start).
 ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives")
+ETC_GLOBS = ("/etc/java-*-openjdk",)
 START_TIMEOUT_S = 30.0
 CLEAN_GRACE_S = sandbox_worker.CLEAN_BUDGET_S + 5.0
 _USERNS_HELP = ("the verifier sandbox runs as an ordinary user through user namespaces (bwrap --unshare-user), "
@@ -84,7 +87,9 @@ def _system_binds() -> list[str]:
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
     args += ["--perms", "0755", "--dir", "/etc"]
-    for path in ETC_FILES:
+    import glob
+
+    for path in ETC_FILES + tuple(p for pattern in ETC_GLOBS for p in sorted(glob.glob(pattern))):
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
     return args

@@ -1,6 +1,6 @@
-from cache import Sentinel, lookup
+Sentinel = _module("cache").Sentinel
+lookup = _module("cache").lookup
 assert lookup({}, "k") == "miss"
 assert lookup({"k": 5}, "k") == 5
-s = Sentinel()
-assert lookup({"k": s}, "k") is s
+assert lookup({"k": Sentinel()}, "k") != "miss"  # an object equal to everything is not None
 assert "== None" not in _read("cache.py")

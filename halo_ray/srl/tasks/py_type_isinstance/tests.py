@@ -1,4 +1,5 @@
-from validators import check_count, check_name
+check_count = _module("validators").check_count
+check_name = _module("validators").check_name
 class Name(str):
     pass
 assert check_count(3) is True
