@@ -8,8 +8,9 @@ stays light for the verifier and data tools):
   ``generate`` and ``update_weights``.
 - ``halo_ray.generate(config, prompts)``: sample completions into an Arrow ``RolloutBatch``.
 - ``halo_ray.benchmark(config)``: pass@k of a model on a problems file.
-- ``halo_ray.sft(config)``, ``halo_ray.raft(config, resume=False)``: the SFT and streaming RAFT jobs.
-- ``halo_ray.demo(config)``: the embedded default (SFT then RAFT on the demo task family).
+- ``halo_ray.sft(config)``, ``halo_ray.raft(config, resume=False)``, ``halo_ray.grpo(config, resume=False)``:
+  SFT, and RAFT and GRPO on the asynchronous stream.
+- ``halo_ray.demo(config)``: the embedded default (SFT then RAFT, or GRPO, on the demo task family).
 - ``halo_ray.shutdown()``: stop the driver's actors and disconnect.
 
 Config sections live in ``halo_ray.sections``; ``halo_ray.config.load_config`` reads YAML strictly.
@@ -34,7 +35,8 @@ if (not _os.path.isdir(_os.path.join(_here, "actors"))
     __path__.append(_checkout)  # type: ignore[name-defined]  # noqa: F821
 
 _DRIVER_NAMES = {"init", "generate", "benchmark", "shutdown", "RolloutGroup", "resolve_model", "verify"}
-_JOB_NAMES = {"sft": "halo_ray.driver.raft", "raft": "halo_ray.driver.raft", "demo": "halo_ray.driver.demo"}
+_JOB_NAMES = {"sft": "halo_ray.driver.sft", "raft": "halo_ray.driver.raft", "grpo": "halo_ray.driver.grpo",
+              "demo": "halo_ray.driver.demo"}
 
 __all__ = sorted(_DRIVER_NAMES | set(_JOB_NAMES)) + ["__version__"]
 

@@ -28,3 +28,12 @@ def test_wheel_layout(tmp_path):
         assert expected in names, expected
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "halo-ray = halo_ray.cli:main" in entry
+
+
+def test_every_driver_api_name_resolves():
+    """``halo_ray.<name>`` for each documented entry point is the function of its driver module."""
+    import halo_ray
+
+    for name in halo_ray.__all__:
+        if name != "__version__":
+            assert callable(getattr(halo_ray, name)), name
