@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_session():
     """A local Ray session with 4 logical CPUs on the 2-core machine (rollout, verifier and learner
-    actors of one run fit at once), started once per test run with the driver's worker environment.
+    actors of one run fit at once), started once for the integration tests with the driver's worker
+    environment, and stopped when they are done (package scope: the unit tests after them check that
+    commands start no Ray session, and the sandbox tests need the CPUs).
 
     It is started here, not by ``driver.init``, so that a command run in-process that calls
     ``driver.shutdown()`` stops its own actors but never this session.
@@ -27,7 +29,7 @@ def ray_session():
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sft_model(ray_session, tiny_model, tmp_path_factory):
     """The tiny model after a short SFT on the demo family (about 100 optimizer steps), through the
     CLI a user runs: it writes valid Python often enough that RAFT and GRPO steps have samples to

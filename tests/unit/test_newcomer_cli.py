@@ -32,6 +32,16 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.fixture(autouse=True)
+def _start_without_ray():
+    """These tests check that a command starts no Ray session: begin from none (an integration test
+    earlier in the same pytest process may have left one)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    yield
+
+
 def _no_ray_session() -> bool:
     ray = sys.modules.get("ray")
     return ray is None or not ray.is_initialized()
