@@ -29,8 +29,11 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/halo-ray demo --config configs/tiny.yaml --output $(RUN)
 
+# Unit and integration tests in separate pytest processes: the sandbox and CLI unit tests must not
+# share a process with the integration tests' Ray session and actors.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -ra tests
+	$(BIN)/python -m pytest -q -ra tests/unit
+	$(BIN)/python -m pytest -q -ra tests/integration
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q -ra tests/unit
