@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -72,6 +71,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import describe  # benchmarks/machine.py (scripts run from their folder)
 
 PROMPTS_PER_STEP = 4
 GENERATIONS = 8
@@ -84,23 +84,7 @@ VERIFIER = dict(name="python", workers=1, timeout_s=5.0)
 
 
 def machine() -> str:
-    import torch
-    import transformers
-    import trl
-    import vllm
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = ", load %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
-    return (f"{cpu}, {cores} CPUs{load}, {platform.system()} {platform.release()}, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, vllm {vllm.__version__}, trl {trl.__version__}, transformers {transformers.__version__}")
+    return describe("torch", "vllm", "trl", "transformers")
 
 
 def build_sft(folder: Path) -> str:

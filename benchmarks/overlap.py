@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import threading
 import time
 
 import ray
+from machine import describe  # benchmarks/machine.py (scripts run from their folder)
 
 from halo_ray.driver.stream import Stream, Timeline
 from halo_ray.samples import SCORED_SCHEMA
@@ -153,7 +152,7 @@ def main() -> int:
                for name, costs in profiles.items()]
     ray.shutdown()
     if not args.json:
-        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}")
+        print(f"machine: {describe()}")
         print(f"{'case':16} {'ideal s':>8} {'sync s':>8} {'async s':>8} {'async/ideal':>12} {'sync/async':>11}")
         for r in results:
             print(f"{r['case']:16} {r['ideal_s']:8.2f} {r['sync_s']:8.2f} {r['async_s']:8.2f} "

@@ -25,12 +25,12 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import describe  # benchmarks/machine.py (scripts run from their folder)
 
 SEED = 1234
 TEMPERATURE = 1.0
@@ -174,21 +174,7 @@ def summary(runs: list[dict]) -> dict:
 
 
 def machine() -> str:
-    import torch
-    import vllm
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = ", load %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
-    return (f"{cpu}, {cores} CPUs{load}, {platform.system()} {platform.release()}, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, vllm {vllm.__version__}")
+    return describe("torch", "vllm")
 
 
 def compare(wrapped: Wrapped, bare: Bare, reps: int) -> tuple[list[dict], list[dict]]:
