@@ -181,9 +181,14 @@ class StreamBuffer:
         self.state.steps_done += 1
 
     def checkpoint_state(self) -> dict:
-        """State to save after a step: positions in flight or waiting are issued again on resume."""
+        """State to save after a step: positions in flight or waiting are issued again on resume.
+
+        Waiting groups leave the saved ``generated`` count with their positions: the resumed run samples
+        them again and counts them then, so its accounting balances without them.
+        """
         d = self.state.to_dict()
         d["reissue"] = sorted(set(d["reissue"]) | self.in_flight | set(self.ready))
+        d["counts"]["generated"] -= sum(g.size for g in self.ready.values())
         return d
 
     def balanced(self) -> bool:

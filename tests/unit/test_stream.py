@@ -101,6 +101,15 @@ def test_checkpoint_state_reissues_what_was_in_flight_exactly_once():
     assert resumed.issue(100) == [2, 3, 4, 5]
     trained = [g.position for g in taken]
     assert not set(trained) & {2, 3, 4, 5}, "nothing trained is issued again"
+    # Group 3 was waiting: it is sampled again, so the saved counts leave it out and still balance.
+    assert resumed.balanced() and resumed.state.counts["generated"] == 4
+    for pos in (2, 3, 4, 5):
+        resumed.add(group(pos, 1))
+    for _ in range(2):
+        resumed.use(resumed.take(1), 1)
+        resumed.step_done()
+    c = resumed.state.counts
+    assert c["generated"] == c["used"] == 12 and resumed.balanced()
 
 
 def test_group_rows_sets_failed_samples_apart_and_records_versions():
