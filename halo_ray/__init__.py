@@ -10,6 +10,8 @@ stays light for the verifier and data tools):
 - ``halo_ray.benchmark(config)``: pass@k of a model on a problems file.
 - ``halo_ray.sft(config)``, ``halo_ray.raft(config, resume=False)``, ``halo_ray.grpo(config, resume=False)``:
   SFT, and RAFT and GRPO on the asynchronous stream.
+- ``halo_ray.dpo(config)``: seed 002's test-based DPO experiment (preferences, DPO, paired evaluation);
+  ``halo_ray.online_dpo(config, resume=False)``: DPO on the asynchronous stream.
 - ``halo_ray.demo(config)``: the embedded default (SFT then RAFT, or GRPO, on the demo task family).
 - ``halo_ray.shutdown()``: stop the driver's actors and disconnect.
 
@@ -36,7 +38,7 @@ if (not _os.path.isdir(_os.path.join(_here, "actors"))
 
 _DRIVER_NAMES = {"init", "generate", "benchmark", "shutdown", "RolloutGroup", "resolve_model", "verify"}
 _JOB_NAMES = {"sft": "halo_ray.driver.sft", "raft": "halo_ray.driver.raft", "grpo": "halo_ray.driver.grpo",
-              "demo": "halo_ray.driver.demo"}
+              "dpo": "halo_ray.driver.dpo", "online_dpo": "halo_ray.driver.online_dpo", "demo": "halo_ray.driver.demo"}
 
 __all__ = sorted(_DRIVER_NAMES | set(_JOB_NAMES)) + ["__version__"]
 

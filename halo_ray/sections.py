@@ -318,18 +318,6 @@ def _demo_grpo() -> GRPOJobConfig:
 
 
 @dataclass(frozen=True)
-class DemoConfig:
-    """``halo-ray demo`` / ``make demo``: SFT warm start then RAFT (or GRPO) on the embedded task family (configs/tiny.yaml)."""
-
-    output: str = opt("runs/demo", "demo directory: model-init/, sft/, raft/ or grpo/, report.json, stages.png")
-    seed: int = opt(0, "seed of the tiny model's initialisation")
-    algorithm: str = opt("raft", "the stage after SFT: raft or grpo", choices=("raft", "grpo"))
-    sft: SFTJobConfig = opt(_demo_sft(), "the SFT stage (model.path is set to the freshly built tiny model)")
-    raft: RaftJobConfig = opt(_demo_raft(), "the RAFT stage (model.path is set to the SFT result)")
-    grpo: GRPOJobConfig = opt(_demo_grpo(), "the GRPO stage, with --algorithm grpo (model.path is set to the SFT result)")
-
-
-@dataclass(frozen=True)
 class GenerateConfig:
     """``halo-ray generate``: sample completions for prompts."""
 
@@ -359,8 +347,7 @@ class BenchmarkJobConfig:
 
 
 JOB_CONFIGS = {"generate": GenerateConfig, "benchmark": BenchmarkJobConfig, "raft": RaftJobConfig, "grpo": GRPOJobConfig,
-               "sft": SFTJobConfig,
-               "demo": DemoConfig}
+               "sft": SFTJobConfig}
 
 
 # --- test-based DPO (seed 002; issue 13) ---------------------------------------------------------------
@@ -368,18 +355,32 @@ from halo_ray.objectives.dpo import DPOConfig  # noqa: E402  (the objective owns
 
 
 @dataclass(frozen=True)
-class DPOPairsConfig:
+class PairRuleConfig:
+    """Seed 002's pair rule (``halo_ray.pairs``), offline and on the stream."""
+
     min_gap: float = opt(0.1, "smallest test pass-rate gap that makes a preference pair; a gap of exactly this counts (seed 002: 0.1)")
     score: str = opt("pass_rate", "what ranks a problem's responses: pass_rate (fraction of tests passed, seed 002) or the graduated reward", choices=("pass_rate", "reward"))
-    chunk_prompts: int = opt(16, "problems per rollout request; verification of a chunk starts as soon as it is sampled")
-    max_problems: int = opt(0, "use only the first N training problems for preferences (a pipeline check, seed 002's week 1); 0 uses all")
-    eval_ks: tuple[int, ...] = opt((1, 10), "k values of pass@k in dpo eval (seed 002: 1, 10); each at most eval.samples")
-    finetuned: str = opt("", "fine-tuned model that dpo eval compares with model.path (the baseline); empty uses <run>/final")
+    max_pairs_per_problem: int = opt(0, "at most this many pairs per problem (widest gaps first, distinct responses first); 0 keeps every pair (seed 002)")
 
     def validate(self) -> list[str]:
         errs = []
         if not 0 <= self.min_gap <= 1:
             errs.append(f"min_gap must be in [0, 1] (pass rates are fractions), got {self.min_gap}")
+        if self.max_pairs_per_problem < 0:
+            errs.append(f"max_pairs_per_problem must be >= 0, got {self.max_pairs_per_problem}")
+        return errs
+
+
+@dataclass(frozen=True)
+class DPOPairsConfig(PairRuleConfig):
+    chunk_prompts: int = opt(16, "problems per rollout request; verification of a chunk starts as soon as it is sampled")
+    max_problems: int = opt(0, "use only the first N training problems for preferences (a pipeline check, seed 002's week 1); 0 uses all")
+    eval_ks: tuple[int, ...] = opt((1, 10), "k values of pass@k in dpo eval (seed 002: 1, 10); each at most eval.samples")
+    finetuned: str = opt("", "fine-tuned model that dpo eval compares with model.path (the baseline); empty uses <run>/final")
+    preferences: str = opt("", "preference pairs that dpo train and dpo run use instead of generating them (an earlier run's dpo_preferences.jsonl: tune lr, beta and epochs with `halo-ray sweep` on one set of pairs); empty uses <run>/dpo_preferences.jsonl")
+
+    def validate(self) -> list[str]:
+        errs = super().validate()
         if self.chunk_prompts < 1:
             errs.append(f"chunk_prompts must be at least 1, got {self.chunk_prompts}")
         if self.max_problems < 0:
@@ -415,3 +416,69 @@ class DPOJobConfig:
 
 
 JOB_CONFIGS["dpo"] = DPOJobConfig
+
+
+@dataclass(frozen=True)
+class OnlineDPOJobConfig:
+    """``halo-ray dpo online``: DPO on the asynchronous stream, pairs formed within each prompt's scored group."""
+
+    model: ModelConfig = opt(ModelConfig(), "policy model (an SFT checkpoint, usually); also the frozen reference")
+    data: DataConfig = opt(DataConfig(), "training prompts and held-out problems")
+    rollout: RolloutConfig = opt(RolloutConfig(samples_per_prompt=8, temperature=1.0), "sampling (samples_per_prompt responses per prompt are paired among themselves) and engines")
+    verifier: VerifierConfig = opt(VerifierConfig(), "the reward: sandboxed verification against each prompt's tests")
+    objective: ObjectiveConfig = opt(ObjectiveConfig(name="dpo"), "the dpo objective (objective.dpo: beta, label smoothing)")
+    pairs: PairRuleConfig = opt(PairRuleConfig(max_pairs_per_problem=4), "the pair rule applied to each scored group")
+    learner: LearnerConfig = opt(LearnerConfig(), "DeepSpeed learner ranks and optimisation (a pair's two sequences stay in one micro-batch)")
+    stream: StreamConfig = opt(StreamConfig(prompts_per_step=32, max_staleness=1), "steps, prompts per step, chunking and staleness")
+    eval: EvalConfig = opt(EvalConfig(), "held-out evaluation")
+    checkpoint: CheckpointConfig = opt(CheckpointConfig(), "checkpoints")
+    cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
+    logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.objective.name != "dpo":
+            errs.append(f"objective.name: online DPO trains the dpo objective, got {self.objective.name!r}")
+        if self.rollout.samples_per_prompt < 2:
+            errs.append("rollout.samples_per_prompt: a pair needs two responses to one prompt, got "
+                        f"{self.rollout.samples_per_prompt}")
+        if self.learner.micro_batch_size < 2:
+            errs.append("learner.micro_batch_size: a DPO pair (chosen and rejected) needs 2 sequences per micro-batch, "
+                        f"got {self.learner.micro_batch_size}")
+        if self.learner.lr_schedule == "cosine":
+            errs.append("learner.lr_schedule: 'cosine' needs a known number of optimizer steps; online DPO's depend on "
+                        "the pairs each step forms, so use 'constant' (with learner.warmup_steps)")
+        return errs
+
+
+JOB_CONFIGS["online_dpo"] = OnlineDPOJobConfig
+
+
+def _demo_dpo() -> OnlineDPOJobConfig:
+    # Online DPO on the RAFT prompts: pairs within each group of 8, one step ahead.
+    return OnlineDPOJobConfig(
+        data=DataConfig(train="demo#raft", eval="demo#heldout"),
+        rollout=RolloutConfig(samples_per_prompt=8, temperature=1.0, max_new_tokens=32),
+        verifier=VerifierConfig(name="python", timeout_s=5.0),
+        pairs=PairRuleConfig(max_pairs_per_problem=4),
+        learner=LearnerConfig(lr=1e-4, micro_batch_size=32, grad_accum=2, zero_stage=0),
+        stream=StreamConfig(num_steps=16, prompts_per_step=32, max_staleness=1, chunk_prompts=16, eval_every=4),
+        eval=EvalConfig(samples=16, temperature=0.8),
+        logging=LoggingConfig(name="dpo"),
+    )
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """``halo-ray demo`` / ``make demo``: SFT warm start then RAFT (or GRPO, or online DPO) on the embedded task family (configs/tiny.yaml)."""
+
+    output: str = opt("runs/demo", "demo directory: model-init/, sft/, raft/, grpo/ or dpo/, report.json, stages.png")
+    seed: int = opt(0, "seed of the tiny model's initialisation")
+    algorithm: str = opt("raft", "the stage after SFT: raft, grpo or dpo (online DPO on the stream)", choices=("raft", "grpo", "dpo"))
+    sft: SFTJobConfig = opt(_demo_sft(), "the SFT stage (model.path is set to the freshly built tiny model)")
+    raft: RaftJobConfig = opt(_demo_raft(), "the RAFT stage (model.path is set to the SFT result)")
+    grpo: GRPOJobConfig = opt(_demo_grpo(), "the GRPO stage, with --algorithm grpo (model.path is set to the SFT result)")
+    dpo: OnlineDPOJobConfig = opt(_demo_dpo(), "the online DPO stage, with --algorithm dpo (model.path is set to the SFT result)")
+
+
+JOB_CONFIGS["demo"] = DemoConfig

@@ -25,8 +25,12 @@ from halo_ray.errors import ConfigError, DataError
 JOBS: dict[str, tuple[str, ...]] = {
     "sft": ("sft", "train"),
     "raft": ("raft", "train"),
+    "grpo": ("grpo", "train"),
+    "dpo": ("dpo", "run"),
     "dpo-prefs": ("dpo", "prefs"),
+    "dpo-train": ("dpo", "train"),
     "dpo-eval": ("dpo", "eval"),
+    "online_dpo": ("dpo", "online"),
 }
 """Sweepable jobs: name -> the ``halo-ray`` subcommand; each takes ``--config``, ``--set`` and ``--output DIR``."""
 

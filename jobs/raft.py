@@ -10,44 +10,13 @@ score each chunk as it arrives, learner ranks train on the kept samples, weights
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import sys
 
-import halo_ray
-from halo_ray.cli.common import add_config_args
-from halo_ray.config import load_config
-from halo_ray.errors import HaloError
-from halo_ray.home import anchor_job_outputs, run_directory
-from halo_ray.sections import RaftJobConfig
+from halo_ray.cli.jobs import job_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="halo-ray RAFT job")
-    add_config_args(parser)
-    parser.add_argument("--resume", action="store_true", help="continue logging.name's run from its last checkpoint")
-    args = parser.parse_args(argv)
-    if hasattr(sys.stdout, "reconfigure"):  # `ray job logs` shows progress as it happens, not at exit
-        sys.stdout.reconfigure(line_buffering=True)
-    from halo_ray import driver
-
-    try:
-        config = load_config(RaftJobConfig, args.config, args.overrides)
-        config = anchor_job_outputs(config, "raft")  # never inside Ray's temporary working-dir copy
-        print(f"halo-ray {halo_ray.__version__} from {halo_ray.__path__[0]}; "
-              f"run directory {run_directory(config)}", flush=True)
-        logging.basicConfig(level=config.logging.level, format="%(levelname)s %(name)s: %(message)s")
-        from halo_ray.driver.raft import raft
-
-        summary = raft(config, resume=args.resume, progress=print)
-    except HaloError as exc:
-        print(f"raft job: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        driver.shutdown()
-    print(json.dumps(summary, indent=2))
-    return 0
+    return job_main("raft", argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``halo-ray dpo pairs|prefs|eval``: seed 002's test-based DPO, stage by stage."""
+"""``halo-ray dpo pairs|prefs|train|eval|run``: seed 002's test-based DPO, stage by stage; ``dpo online``: DPO
+on the asynchronous stream."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from halo_ray.cli.common import add_config_args, job_config, output_overrides
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("dpo", help="test-based DPO: preference pairs from pass rates, evaluation")
+    parser = sub.add_parser("dpo", help="test-based DPO: preference pairs from pass rates, training, evaluation; online on the stream")
     dsub = parser.add_subparsers(dest="dpo_command", required=True, metavar="SUBCOMMAND")
 
     pairs = dsub.add_parser("pairs", help="form preference pairs from a scored file (every pair of a problem whose scores differ by at least --min-gap)",
@@ -19,6 +20,8 @@ def register(sub) -> None:
                        help="JSONL or Parquet, one record per response: problem_id, prompt, completion, pass_rate, verdict")
     pairs.add_argument("--min-gap", type=float, default=0.1, metavar="G", help="smallest score gap of a pair (default 0.1)")
     pairs.add_argument("--score", default="pass_rate", help="field holding the score (default pass_rate)")
+    pairs.add_argument("--max-pairs", type=int, default=0, metavar="N",
+                       help="at most N pairs per problem, widest gaps and distinct responses first (default 0: every pair)")
     pairs.add_argument("--output", required=True, metavar="FILE", help="pairs file, JSONL or Parquet by extension")
     pairs.set_defaults(func=run_pairs)
 
@@ -55,14 +58,25 @@ def register(sub) -> None:
     add_config_args(evaluate)
     evaluate.set_defaults(func=run_eval)
 
+    from halo_ray.cli.train import add_stream_job_args
+
+    online = dsub.add_parser("online", help="online DPO on the asynchronous stream: pairs formed in each scored group",
+                             description="Rollout actors sample rollout.samples_per_prompt responses per prompt (up "
+                                         "to stream.max_staleness policy versions ahead), the sandbox scores them, "
+                                         "seed 002's pair rule (pairs.*) pairs each prompt's responses as its group "
+                                         "is taken; prompts without a pair are replaced; the learner trains the DPO "
+                                         "loss against the frozen starting model and ships weights back. Writes "
+                                         "runs/<name>/ (config, manifest, metrics, samples, checkpoints, eval, timeline).")
+    add_stream_job_args(online, "online_dpo")
+
 
 def run_pairs(args: argparse.Namespace) -> int:
-    from halo_ray.dpo.pairs import form_pairs, read_scored
+    from halo_ray.pairs import form_pairs, read_scored
     from halo_ray.io import check_table_suffix, write_records
 
     check_table_suffix(args.output, "output")  # before reading a large file
     records = read_scored(args.scored, args.score)
-    pairs = form_pairs(records, args.min_gap, args.score)
+    pairs = form_pairs(records, args.min_gap, args.score, args.max_pairs)
     write_records(args.output, pairs)
     problems = len({r["problem_id"] for r in records})
     print(f"{len(pairs)} pairs from {len(records)} responses of {problems} problems -> {args.output}")
@@ -137,10 +151,10 @@ def run_all(args: argparse.Namespace) -> int:
 
     config = job_config(DPOJobConfig, args, {"model.path": args.model, "data.train": args.data, **output_overrides(args.output)})
     from halo_ray import driver
-    from halo_ray.driver.dpo import run
+    from halo_ray.driver.dpo import dpo
 
     try:
-        summary = run(config, progress=print)
+        summary = dpo(config, progress=print)
     finally:
         driver.shutdown()
     print_comparison(summary)

@@ -1,4 +1,5 @@
-"""``halo-ray sft train``, ``halo-ray raft train``, ``halo-ray grpo train`` and ``halo-ray demo``."""
+"""``halo-ray sft train``, ``halo-ray raft train``, ``halo-ray grpo train`` and ``halo-ray demo`` (and the
+stream-job flags ``halo-ray dpo online`` shares)."""
 
 from __future__ import annotations
 
@@ -36,27 +37,32 @@ def register(sub) -> None:
         train = gsub.add_parser("train", help=f"run {name.upper()} steps",
                                 description=description + " Writes runs/<name>/ (config, manifest, metrics, samples, "
                                                           "checkpoints, eval, timeline).")
-        train.add_argument("--model", "--checkpoint", dest="model",
-                           help="policy model directory, e.g. an SFT run's final/ (model.path)")
-        train.add_argument("--data", "--prompts", dest="data",
-                           help="training prompts: a problems SPEC, e.g. demo#raft or FILE.jsonl#train (data.train)")
-        train.add_argument("--eval", help="held-out problems SPEC for pass@1 every stream.eval_every steps, "
-                                          "e.g. demo#heldout (data.eval)")
-        train.add_argument("--verifier", help="verifier name (verifier.name)")
-        train.add_argument("--steps", type=int, help="learner steps (stream.num_steps)")
-        train.add_argument("--output", help=f"run directory (default runs/{name}-<time>)")
-        train.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
-        add_config_args(train)
-        train.set_defaults(func=run_stream_job, job=name)
+        add_stream_job_args(train, name)
 
     demo = sub.add_parser("demo", help="the embedded default: tiny model, SFT, RAFT steps, held-out pass@1 report",
                           description="Builds the tiny model, SFT-trains it on the demo task family, runs RAFT "
                                       "steps, measures held-out pass@1 after each stage and writes "
                                       "<output>/report.json and stages.png.")
     demo.add_argument("--output", help="demo directory (default runs/demo)")
-    demo.add_argument("--algorithm", choices=("raft", "grpo"), help="the stage after SFT (algorithm; default raft)")
+    demo.add_argument("--algorithm", choices=("raft", "grpo", "dpo"), help="the stage after SFT (algorithm; default raft)")
     add_config_args(demo)
     demo.set_defaults(func=run_demo)
+
+
+def add_stream_job_args(cmd: argparse.ArgumentParser, job: str) -> None:
+    """The flags every stream job takes (``raft train``, ``grpo train``, ``dpo online``); runs ``run_stream_job``."""
+    cmd.add_argument("--model", "--checkpoint", dest="model",
+                     help="policy model directory, e.g. an SFT run's final/ (model.path)")
+    cmd.add_argument("--data", "--prompts", dest="data",
+                     help="training prompts: a problems SPEC, e.g. demo#raft or FILE.jsonl#train (data.train)")
+    cmd.add_argument("--eval", help="held-out problems SPEC for pass@1 every stream.eval_every steps, "
+                                    "e.g. demo#heldout (data.eval)")
+    cmd.add_argument("--verifier", help="verifier name (verifier.name)")
+    cmd.add_argument("--steps", type=int, help="learner steps (stream.num_steps)")
+    cmd.add_argument("--output", help=f"run directory (default runs/{job}-<time>)")
+    cmd.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    add_config_args(cmd)
+    cmd.set_defaults(func=run_stream_job, job=job)
 
 
 def run_sft(args: argparse.Namespace) -> int:
@@ -76,18 +82,18 @@ def run_sft(args: argparse.Namespace) -> int:
 
 
 def run_stream_job(args: argparse.Namespace) -> int:
-    """``raft train`` / ``grpo train``: the same flags, the job's driver loop."""
-    from halo_ray import driver
-    from halo_ray.sections import GRPOJobConfig, RaftJobConfig
+    """``raft train`` / ``grpo train`` / ``dpo online``: the same flags, the job's driver loop."""
+    import importlib
 
-    cls = {"raft": RaftJobConfig, "grpo": GRPOJobConfig}[args.job]
-    config = job_config(cls, args, {
+    from halo_ray import driver, sections
+
+    from halo_ray.cli.jobs import JOBS
+
+    cls_name, module, function, _ = JOBS[args.job]
+    config = job_config(getattr(sections, cls_name), args, {
         "model.path": args.model, "data.train": args.data, "data.eval": args.eval, "verifier.name": args.verifier,
         "stream.num_steps": args.steps, **output_overrides(args.output)})
-    if args.job == "raft":
-        from halo_ray.driver.raft import raft as loop
-    else:
-        from halo_ray.driver.grpo import grpo as loop
+    loop = getattr(importlib.import_module(module), function)
     try:
         summary = loop(config, resume=args.resume, progress=print)
     finally:

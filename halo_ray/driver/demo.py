@@ -1,4 +1,5 @@
-"""The embedded default (``make demo``): build the tiny model, SFT warm start, RAFT steps, report.
+"""The embedded default (``make demo``): build the tiny model, SFT warm start, RAFT steps (or GRPO, or
+online DPO: ``--algorithm``), report.
 
 Held-out pass@1 is measured after SFT and after every RAFT step on (operation, constant) pairs never
 seen in SFT or RAFT; ``report.json`` compares the last step with the SFT stage by a paired t-test over
@@ -17,6 +18,7 @@ from pathlib import Path
 from halo_ray.bench.compare import paired_test
 from halo_ray.bench.report import plot_stage_curve, plot_verdicts
 from halo_ray.driver.grpo import grpo
+from halo_ray.driver.online_dpo import online_dpo
 from halo_ray.driver.raft import raft
 from halo_ray.driver.sft import sft
 from halo_ray.driver.stream import per_problem_pass1
@@ -60,7 +62,7 @@ def demo(config: DemoConfig, progress=print) -> dict:
     stage_cfg = getattr(config, algo)
     stage_cfg = dataclasses.replace(stage_cfg, model=dataclasses.replace(stage_cfg.model, path=sft_summary["final"]),
                                     logging=_in(out, stage_cfg.logging))
-    loop = raft if algo == "raft" else grpo
+    loop = {"raft": raft, "grpo": grpo, "dpo": online_dpo}[algo]
     summary = loop(stage_cfg, progress=lambda line: progress(f"[demo] {algo.upper()} {line}"))
     run = Path(summary["run_dir"])
 

@@ -3,7 +3,7 @@
 ``preferences``: for each training problem, ``rollout.samples_per_prompt`` (10) responses at
 temperature 0.8 with a fixed seed from the rollout actors, each chunk verified in the sandbox as soon
 as it is sampled, scored by test pass rate (verdicts kept for the error taxonomy), then seed 002's pair
-rule (``halo_ray.dpo.pairs``). Writes into the run directory:
+rule (``halo_ray.pairs``). Writes into the run directory:
 
     scored.jsonl                one record per response (problem_id, prompt, completion, pass_rate, verdict, ...)
     samples/prefs.parquet       the scored stream batch with token ids and behaviour log-probs
@@ -30,7 +30,7 @@ from halo_ray.bench.report import write_report
 from halo_ray.bench.run import run_benchmark
 from halo_ray.config import dump_yaml
 from halo_ray.data.sources import problems_from_spec
-from halo_ray.dpo.pairs import form_pairs
+from halo_ray.pairs import form_pairs
 from halo_ray.driver import RolloutGroup, init, resolve_model, verify
 from halo_ray.driver.stream import VerifierGroup, check_capacity, submit_scored, verifier_cpus
 from halo_ray.errors import ConfigError, DataError
@@ -109,7 +109,7 @@ def preferences(config: DPOJobConfig, progress: Callable[[str], None] = log.info
     rows = table.to_pylist()
     scored = [{"problem_id": row["prompt_id"], **{k: row.get(k) for k in SCORED_COLUMNS[1:]}} for row in rows]
     write_records(path / "scored.jsonl", scored)
-    pairs = form_pairs(scored, config.dpo.min_gap, config.dpo.score)
+    pairs = form_pairs(scored, config.dpo.min_gap, config.dpo.score, config.dpo.max_pairs_per_problem)
     write_records(path / "dpo_preferences.jsonl", pairs)
     write_records(path / "dpo_preferences.parquet", pairs)
     summary = preference_summary(scored, pairs, config, elapsed)
@@ -204,21 +204,26 @@ def train(config: DPOJobConfig, progress: Callable[[str], None] = log.info) -> d
     from transformers import AutoTokenizer
 
     from halo_ray.actors.learner import LearnerGroup
-    from halo_ray.dpo.pairs import pair_examples
+    from halo_ray.data.schema import validate_file
     from halo_ray.io import read_records
+    from halo_ray.pairs import pair_examples
     from halo_ray.objectives.config import ObjectiveConfig
     from halo_ray.runlog import RunLog
 
     path = run_dir(config)
-    prefs = path / "dpo_preferences.jsonl"
+    prefs = Path(config.dpo.preferences) if config.dpo.preferences else path / "dpo_preferences.jsonl"
     if not prefs.is_file():
-        raise ConfigError(f"{prefs}: no preference pairs; run `halo-ray dpo prefs --output {path}` first")
+        where = "dpo.preferences" if config.dpo.preferences else f"run `halo-ray dpo prefs --output {path}` first"
+        raise ConfigError(f"{prefs}: no preference pairs ({where})")
     if (path / "final").exists():
         raise ConfigError(f"{path / 'final'} already holds a trained model: choose another --output")
-    model = resolve_model(config.model)
+    _, _, problems = validate_file(prefs, "preferences")
+    if problems:
+        raise DataError(f"{prefs}: not a preferences file ({len(problems)} bad record(s)):\n" + "\n".join(problems[:10]))
     pairs = read_records(prefs)
     if not pairs:
         raise DataError(f"{prefs}: no pairs (every problem's responses tied): nothing to train on")
+    model = resolve_model(config.model)
     examples = [dict(ex, unit=ex["pair_id"]) for ex in
                 pair_examples(pairs, AutoTokenizer.from_pretrained(model.path))]
     if config.learner.micro_batch_size < 2:
@@ -236,7 +241,8 @@ def train(config: DPOJobConfig, progress: Callable[[str], None] = log.info) -> d
         for record in metrics.pop("steps_log"):
             run.log(record["global_step"], {f"train/{k}": v for k, v in record.items()}, stage="dpo")
         learner.save_checkpoint(str(path / "final"), {"pairs": len(pairs)})
-        summary = {"run_dir": str(path), "final": str(path / "final"), "pairs": len(pairs), "train": metrics,
+        summary = {"run_dir": str(path), "final": str(path / "final"), "pairs": len(pairs), "preferences": str(prefs),
+                   "train": metrics,
                    "seconds": time.perf_counter() - started}
         write_json(path / "train.json", summary)
         progress(f"DPO: {len(pairs)} pairs, {metrics['steps']} steps, loss {metrics['loss']:.4f}, accuracy "
@@ -249,8 +255,12 @@ def train(config: DPOJobConfig, progress: Callable[[str], None] = log.info) -> d
             learner.shutdown()
 
 
-def run(config: DPOJobConfig, progress: Callable[[str], None] = log.info) -> dict:
-    """The whole experiment: preferences, DPO, evaluation of base and tuned model; returns the evaluation summary."""
-    preferences(config, progress)
+def dpo(config: DPOJobConfig, progress: Callable[[str], None] = log.info) -> dict:
+    """The whole experiment (``halo_ray.dpo``, ``halo-ray dpo run``): preferences, DPO, evaluation of base
+    and tuned model; returns the evaluation summary (the report is ``<run>/eval/compare/report.md``)."""
+    if config.dpo.preferences:
+        progress(f"using the preference pairs of {config.dpo.preferences} (dpo.preferences)")
+    else:
+        preferences(config, progress)
     train(config, progress)
     return evaluate(config, progress)

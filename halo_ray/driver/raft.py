@@ -11,19 +11,34 @@ timeline of the stream's spans.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Callable
 
-from halo_ray.config import to_dict
-from halo_ray.driver.stream import (
-    Stream, Timeline, begin, checkpoint_dir, evaluate_stage, latest_checkpoint, prune_checkpoints,
-    samples_table, stream_metrics, stream_run, train_and_sync,
-)
-from halo_ray.io import write_json
+from halo_ray.driver.loop import StepBatch, run_stream
+from halo_ray.driver.stream import Stream
 from halo_ray.sections import RaftJobConfig
 from halo_ray.selection import select
 
 log = logging.getLogger(__name__)
+
+
+def raft_batch(config: RaftJobConfig) -> Callable[[Stream, int], StepBatch]:
+    """RAFT's step: the next groups as they come, the best samples kept (``halo_ray.selection.select``)."""
+
+    def make(stream: Stream, version: int) -> StepBatch:
+        taken, wait_s = stream.next_groups(version)
+        rows = [row for g in taken for row in g.rows]
+        kept, counts = select(rows, config.raft)
+        kept_ids = {id(k) for k in kept}
+        return StepBatch(
+            taken=taken, rows=rows, wait_s=wait_s, temperature=config.rollout.temperature,
+            examples=[{"prompt_token_ids": k["prompt_token_ids"], "token_ids": k["token_ids"]} for k in kept],
+            columns={"kept": [id(x) in kept_ids for x in rows]},
+            metrics={"stream/kept_fraction": counts["kept"] / max(len(rows), 1), "stream/kept": counts["kept"],
+                     "stream/fallback": counts["fallback"]},
+            totals={"kept": counts["kept"]},
+            describe=lambda train: f"kept {counts['kept']} of {len(rows)}, ")
+
+    return make
 
 
 def raft(config: RaftJobConfig, resume: bool = False, progress: Callable[[str], None] = log.info) -> dict:
@@ -34,60 +49,13 @@ def raft(config: RaftJobConfig, resume: bool = False, progress: Callable[[str], 
         resume: continue the run in ``logging.run_dir/logging.name`` from its last checkpoint;
             no prompt is skipped or trained on twice.
         progress: receives one line per evaluation and step (the CLI prints them).
+    Returns:
+        The summary; its ``accounting`` splits the stream's used samples into RAFT's ``kept`` and
+        ``filtered``: ``generated = kept + filtered + stale + failed``.
     """
-    with stream_run(config, "raft", resume) as (run, problems, heldout, rollout, verifiers, learner):
-        r, sc = config.rollout, config.stream
-        extra = begin(run, config, heldout, rollout, verifiers, learner, resume, progress)
-        start, version, stages = extra["next_step"], extra["version"], extra["stages"]
-        kept_total = extra.get("kept", 0)
+    def account(acc: dict, totals: dict) -> dict:
+        kept = totals.get("kept", 0)
+        return dict(generated=acc["generated"], kept=kept, filtered=acc["used"] - kept + acc["filtered"],
+                    stale=acc["stale"], failed=acc["failed"])
 
-        timeline = Timeline()
-        stream = Stream(rollout, verifiers, problems, sc, r, config.data.shuffle_seed, extra.get("stream"), timeline)
-        wall0 = time.perf_counter()
-        for step in range(start, sc.num_steps):
-            t_step = time.perf_counter()
-            taken, wait_s = stream.next_groups(version)
-            rows = [row for g in taken for row in g.rows]
-            stream.buffer.use(taken, version)
-            kept, counts = select(rows, config.raft)
-            kept_total += counts["kept"]
-            examples = [{"prompt_token_ids": k["prompt_token_ids"], "token_ids": k["token_ids"]} for k in kept]
-            train, version = train_and_sync(learner, rollout, timeline, examples, version, step + 1,
-                                            temperature=r.temperature)
-            window = time.perf_counter() - t_step
-            stream.buffer.step_done()
-            stream.fill()  # the next step's prompts go out before logging and evaluation
-
-            name = f"step_{step + 1:04d}"
-            kept_ids = {id(k) for k in kept}
-            run.samples(name, samples_table(rows, kept=[id(x) in kept_ids for x in rows]))
-            metrics = stream_metrics(rows, stream, rollout, verifiers, time.perf_counter() - wall0, wait_s, window)
-            metrics.update({"stream/kept_fraction": counts["kept"] / max(len(rows), 1),
-                            "stream/fallback": counts["fallback"], "stream/version": version,
-                            "train/examples": len(examples)})
-            metrics.update({k if k.startswith("time/") else f"train/{k}": v
-                            for k, v in train.items() if k != "steps_log"})
-            last = step + 1 == sc.num_steps
-            if heldout and (last or (step + 1) % sc.eval_every == 0):
-                metrics["eval/pass_at_1"] = evaluate_stage(run, rollout, verifiers, heldout, config, name, stages)
-            run.log(step + 1, metrics, stage=name, reward_mean=metrics["verify/reward_mean"], counts=counts)
-            held = f", held-out pass@1 {metrics['eval/pass_at_1']:.3f}" if "eval/pass_at_1" in metrics else ""
-            progress(f"step {step + 1}/{sc.num_steps}: reward {metrics['verify/reward_mean']:.3f}, kept "
-                     f"{counts['kept']} of {len(rows)}, loss {train.get('loss', float('nan')):.4f}{held}")
-            if last or (step + 1) % config.checkpoint.every_steps == 0:
-                # Prompts still in flight or waiting are issued again after a resume: they were not trained on.
-                learner.save_checkpoint(str(checkpoint_dir(run.path, step + 1)), dict(
-                    next_step=step + 1, version=version, stages=stages, stream=stream.buffer.checkpoint_state(),
-                    kept=kept_total, config=to_dict(config)))
-                prune_checkpoints(run.path, config.checkpoint.keep)
-            if sc.timeline and (last or (step + 1) % config.checkpoint.every_steps == 0):
-                timeline.write(run.path, plot=last)
-        stream.abandon()
-        acc = dict(stream.buffer.state.counts)
-        accounting = dict(generated=acc["generated"], kept=kept_total,
-                          filtered=acc["used"] - kept_total + acc["filtered"], stale=acc["stale"], failed=acc["failed"])
-        summary = {"run_dir": str(run.path), "stages": stages, "accounting": accounting, "version": version,
-                   "staleness": stream.buffer.state.staleness,
-                   "final_checkpoint": str(latest_checkpoint(run.path) or "")}
-        write_json(run.path / "summary.json", summary)
-        return summary
+    return run_stream(config, "raft", resume, progress, raft_batch(config), account)

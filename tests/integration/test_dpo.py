@@ -1,4 +1,5 @@
-"""``halo-ray dpo prefs|eval`` and ``halo-ray sweep`` end to end: the tiny model on a real Ray cluster.
+"""``halo-ray dpo run`` (prefs, train, eval), ``dpo online`` and ``halo-ray sweep`` end to end: the tiny model
+on a real Ray cluster.
 
 Preferences need responses that pass some tests and fail others, so the tiny model gets a short SFT
 warm start on ``demo#sft`` first (an untrained model fails every test: no two responses differ). The
@@ -50,10 +51,23 @@ def warm_model(env, tiny_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def prefs(env, warm_model, tmp_path_factory):
+def heldout(tmp_path_factory):
+    from halo_ray.data import write_problems
+    from halo_ray.data.sources import problems_from_spec
+
+    problems = problems_from_spec("demo#heldout")[::20]  # 12 held-out problems across operations
+    path = tmp_path_factory.mktemp("dpo") / "heldout.jsonl"
+    write_problems(path, problems)
+    return {"path": path, "n": len(problems)}
+
+
+@pytest.fixture(scope="module")
+def prefs(env, warm_model, heldout, tmp_path_factory):
+    """``dpo run``: the whole experiment (preferences, DPO, evaluation) in one run directory."""
     out = tmp_path_factory.mktemp("dpo") / "run"
-    done = run([HALO_RAY, "dpo", "prefs", "--config", TINY_DPO, "--model", warm_model, "--output", str(out),
-                "--set", f"dpo.max_problems={PROBLEMS}"], env)
+    done = run([HALO_RAY, "dpo", "run", "--config", TINY_DPO, "--model", warm_model, "--output", str(out),
+                "--set", f"dpo.max_problems={PROBLEMS}", "--set", "learner.micro_batch_size=16",
+                "--set", f"data.eval={heldout['path']}"], env, timeout=900)
     return {"out": out, "stdout": done.stdout, "model": warm_model}
 
 
@@ -79,7 +93,7 @@ def test_prefs_scores_ten_responses_per_problem(prefs):
 def test_prefs_pairs_follow_the_rule_and_the_sandbox(prefs):
     from halo_ray.bench.score import verify_record
     from halo_ray.data.sources import problems_from_spec
-    from halo_ray.dpo.pairs import form_pairs, read_scored
+    from halo_ray.pairs import form_pairs, read_scored
     from halo_ray.sections import VerifierConfig
     from halo_ray.verifiers import verify_batch
 
@@ -106,10 +120,8 @@ def test_prefs_refuses_to_overwrite_a_run(prefs, env):
 
 
 def test_train_runs_dpo_on_the_pairs_against_the_reference(prefs, env):
-    """``dpo train`` on the preference run: one metrics record per optimizer step with DPO's figures, the
-    reference is the untouched base (rewards start at 0: policy = reference before the first update)."""
-    run([HALO_RAY, "dpo", "train", "--config", TINY_DPO, "--model", prefs["model"], "--output", str(prefs["out"]),
-         "--set", "learner.micro_batch_size=16"], env)
+    """``dpo run``'s training: one metrics record per optimizer step with DPO's figures, the reference is
+    the untouched base (rewards start at 0: policy = reference before the first update)."""
     out = prefs["out"]
     assert (out / "final" / "model.safetensors").is_file()
     pairs = sum(1 for _ in (out / "dpo_preferences.jsonl").open())
@@ -120,26 +132,22 @@ def test_train_runs_dpo_on_the_pairs_against_the_reference(prefs, env):
         assert key in steps[0], key
     assert abs(steps[0]["train/rewards/margins"]) < 1e-4, "before any update the policy equals the reference"
     assert steps[0]["train/loss"] == pytest.approx(0.6931, abs=1e-3), "log 2: no margin yet"
+    assert any(abs(s["train/rewards/margins"]) > 1e-3 for s in steps[1:]), "the policy moves off the frozen reference"
+    train = json.loads((out / "train.json").read_text())
+    assert train["pairs"] == pairs and train["train"]["steps"] == len(steps)
     again = run([HALO_RAY, "dpo", "train", "--config", TINY_DPO, "--model", prefs["model"], "--output", str(out)],
                 env, ok=False)
     assert again.returncode == 2 and "already holds a trained model" in again.stderr
 
 
-def test_eval_compares_baseline_and_finetuned_through_the_benchmark(prefs, env, tiny_model):
-    from halo_ray.data import write_problems
-    from halo_ray.data.sources import problems_from_spec
-
-    heldout = problems_from_spec("demo#heldout")[::20]  # 12 held-out problems across operations
-    problems = prefs["out"].parent / "heldout.jsonl"
-    write_problems(problems, heldout)
-    run([HALO_RAY, "dpo", "eval", "--config", TINY_DPO, "--model", tiny_model, "--finetuned", prefs["model"],
-         "--data", str(problems), "--output", str(prefs["out"])], env)
+def test_eval_compares_baseline_and_finetuned_through_the_benchmark(prefs, env, heldout):
     out = prefs["out"] / "eval"
     summary = json.loads((out / "summary.json").read_text())
-    for name, model in (("baseline", tiny_model), ("dpo", prefs["model"])):
+    assert summary["finetuned"] == str(prefs["out"] / "final") and summary["problems"] == heldout["n"]
+    for name, model in (("baseline", prefs["model"]), ("dpo", str(prefs["out"] / "final"))):
         result = json.loads((out / f"{name}.json").read_text())
-        assert result["model"] == model and result["problems"] == len(heldout)
-        assert result["samples"] == 10 * len(heldout) and set(result["pass_at_k"]) == {"1", "10"}
+        assert result["model"] == model and result["problems"] == heldout["n"]
+        assert result["samples"] == 10 * heldout["n"] and set(result["pass_at_k"]) == {"1", "10"}
         assert result["settings"]["top_p"] == 0.95 and result["settings"]["seed"] == 42
         assert result["timing"]["per_problem_s"] > 0 and 0 <= result["compile_rate"] <= 1
         assert set(result["verdicts"]) <= VERDICTS
@@ -147,14 +155,54 @@ def test_eval_compares_baseline_and_finetuned_through_the_benchmark(prefs, env, 
         assert stage["pass_at_k"] == result["pass_at_k"] and stage["verdicts"] == result["verdicts"]
         assert summary["time_per_problem_s"][name] == result["timing"]["per_problem_s"]
     tests = {t["k"]: t for t in summary["tests"]}
-    assert set(tests) == {"1", "10"} and all(t["n"] == len(heldout) for t in tests.values())
+    assert set(tests) == {"1", "10"} and all(t["n"] == heldout["n"] for t in tests.values())
     base = json.loads((out / "baseline.json").read_text())
     tuned = json.loads((out / "dpo.json").read_text())
     assert tests["1"]["mean_diff"] == pytest.approx(tuned["pass_at_k"]["1"] - base["pass_at_k"]["1"])
-    assert (out / "compare" / "report.md").is_file() and (out / "compare" / "pass_at_k.png").is_file()
-    again = run([HALO_RAY, "dpo", "eval", "--config", TINY_DPO, "--model", tiny_model, "--finetuned", prefs["model"],
-                 "--data", str(problems), "--output", str(prefs["out"])], env, ok=False)
+    report = (out / "compare" / "report.md").read_text()
+    assert f"{base['pass_at_k']['1']:.3f}" in report and f"{tuned['pass_at_k']['1']:.3f}" in report, \
+        "the report's numbers come from the run"
+    assert (out / "compare" / "pass_at_k.png").is_file()
+    assert "pass@1" in prefs["stdout"]
+    again = run([HALO_RAY, "dpo", "eval", "--config", TINY_DPO, "--model", prefs["model"],
+                 "--data", str(heldout["path"]), "--output", str(prefs["out"])], env, ok=False)
     assert again.returncode == 2 and "already holds an evaluation" in again.stderr
+
+
+def test_online_dpo_trains_pairs_from_the_stream_against_the_frozen_reference(env, warm_model, tmp_path):
+    """``dpo online``: pairs formed within each scored group, trained asynchronously (k = 1); before the
+    first update policy = reference (margin 0, loss log 2), after it the reference stays where it was."""
+    out = tmp_path / "online"
+    done = run([HALO_RAY, "dpo", "online", "--model", warm_model, "--prompts", "demo#raft", "--steps", "2",
+                "--output", str(out), *sets(["stream.prompts_per_step=6", "stream.chunk_prompts=3",
+                                             "stream.max_staleness=1", "rollout.samples_per_prompt=6",
+                                             "rollout.max_new_tokens=24", "verifier.name=python",
+                                             "pairs.max_pairs_per_problem=2", "learner.micro_batch_size=64",
+                                             "learner.lr=0.0005", "learner.zero_stage=0"])], env)
+    summary = json.loads((out / "summary.json").read_text())
+    acc = summary["accounting"]
+    assert acc["generated"] == acc["used"] + acc["stale"] + acc["filtered"] + acc["failed"]
+    assert acc["used"] == 2 * 6 * 6 and summary["version"] == 2
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in steps if "rollout/samples" in m]
+    assert [m["step"] for m in steps] == [1, 2]
+    for m in steps:
+        for key in ("train/loss", "train/rewards/margins", "train/rewards/accuracies", "stream/pairs",
+                    "stream/unpaired_groups"):
+            assert key in m, key
+        assert 0 < m["stream/pairs"] <= 6 * 2 and m["train/examples"] == 2 * m["stream/pairs"]
+    first, second = steps
+    assert abs(first["train/rewards/margins"]) < 1e-4 and first["train/loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert abs(second["train/rewards/margins"]) > 1e-3, "the policy moved; the reference did not"
+    assert summary["totals"]["pairs"] == first["stream/pairs"] + second["stream/pairs"]
+    for c in (1, 2):
+        table = pq.read_table(out / "samples" / f"step_{c:04d}.parquet").to_pylist()
+        assert len({r["prompt_id"] for r in table}) == 6 and "paired" in table[0]
+        by_prompt: dict = {}
+        for r in table:
+            by_prompt.setdefault(r["prompt_id"], set()).add(r["pass_rate"])
+        assert all(len(rates) > 1 for rates in by_prompt.values()), "every trained group has a pair"
+    assert "pairs" in done.stdout
 
 
 def test_sweep_runs_two_points_and_tabulates_the_metric(env, tiny_model, tmp_path):

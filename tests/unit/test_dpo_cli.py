@@ -76,3 +76,32 @@ def test_dpo_config_errors_name_the_key(tmp_path):
         load_config(DPOJobConfig, overrides=["objective.beta=0"])
     with pytest.raises(ConfigError, match=r"dpo.scor: unknown key; did you mean 'dpo.score'"):
         load_config(DPOJobConfig, overrides=["dpo.scor=reward"])
+
+
+def test_dpo_train_on_given_preferences_names_a_bad_record_before_anything_starts(tmp_path, capsys):
+    prefs = tmp_path / "pairs.jsonl"
+    good = {"problem_id": "p", "prompt": "def f():\n", "chosen": "a", "rejected": "b", "chosen_score": 1.0,
+            "rejected_score": 0.0}
+    prefs.write_text(json.dumps(good) + "\n" + json.dumps({**good, "rejected": 7}) + "\n")
+    code = main(["dpo", "train", "--output", str(tmp_path / "run"), "--set", f"dpo.preferences={prefs}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{prefs}:2" in err and "rejected" in err
+    missing = main(["dpo", "train", "--output", str(tmp_path / "run"), "--set", f"dpo.preferences={tmp_path / 'no.jsonl'}"])
+    assert missing == 2 and "dpo.preferences" in capsys.readouterr().err
+
+
+def test_online_dpo_config_refuses_what_the_stream_cannot_pair(tmp_path):
+    from halo_ray.errors import ConfigError
+    from halo_ray.sections import OnlineDPOJobConfig
+
+    assert JOB_CONFIGS["online_dpo"] is OnlineDPOJobConfig
+    for path in (CONFIGS / "online_dpo.yaml", CONFIGS / "tiny" / "online_dpo.yaml"):
+        cfg = load_config(OnlineDPOJobConfig, path)
+        assert cfg.objective.name == "dpo" and cfg.objective.dpo.beta == 0.1 and cfg.pairs.min_gap == 0.1, path
+    for override, message in (("rollout.samples_per_prompt=1", "a pair needs two responses"),
+                              ("learner.micro_batch_size=1", "needs 2 sequences per micro-batch"),
+                              ("objective.name=grpo", "online DPO trains the dpo objective"),
+                              ("pairs.max_pairs_per_problem=-1", "max_pairs_per_problem must be >= 0")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(OnlineDPOJobConfig, overrides=[override])

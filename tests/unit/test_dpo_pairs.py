@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from halo_ray.dpo.pairs import form_pairs, gap_counts, group_pairs, pair_examples, read_scored, stream_pairs
+from halo_ray.pairs import form_pairs, gap_counts, group_pairs, pair_examples, read_scored, stream_pairs
 from halo_ray.errors import DataError
 
 
@@ -94,3 +94,27 @@ def test_pair_examples_keep_each_pair_together_chosen_first():
     assert examples[0]["token_ids"] == [10, 0] and examples[1]["token_ids"] == [11, 0]
     with pytest.raises(ValueError, match="tokenizer"):
         pair_examples(form_pairs([rec("a", "x", 1.0), rec("a", "y", 0.0)]))
+
+
+def test_max_pairs_keeps_the_widest_gaps_with_distinct_responses_first():
+    # scores 1, 0, 0.5, 0 -> pairs by gap: (x0,x1) 1, (x0,x3) 1, (x0,x2) .5, (x2,x1) .5, (x2,x3) .5
+    records = [rec("a", "x0", 1.0, "SUCCESS"), rec("a", "x1", 0.0), rec("a", "x2", 0.5), rec("a", "x3", 0.0)]
+    every = form_pairs(records)
+    assert len(every) == 5 and form_pairs(records, max_pairs=0) == every
+    two = [(p["chosen"], p["rejected"]) for p in form_pairs(records, max_pairs=2)]
+    # widest first, then the widest pair of responses not used yet: (x2, x3) beats (x0, x3)
+    assert two == [("x0", "x1"), ("x2", "x3")]
+    three = [(p["chosen"], p["rejected"]) for p in form_pairs(records, max_pairs=3)]
+    assert three == [("x0", "x1"), ("x0", "x3"), ("x2", "x3")]  # the next widest, in record order
+    assert len(form_pairs(records, max_pairs=9)) == 5
+    with pytest.raises(DataError, match="max_pairs"):
+        form_pairs(records, max_pairs=-1)
+
+
+def test_group_pairs_honours_max_pairs_like_form_pairs():
+    rows = [{"prompt_id": "a", "sample_index": i, "completion": f"x{i}", "pass_rate": s, "verdict": "WRONG_OUTPUT",
+             "token_ids": [i], "prompt_token_ids": [9]} for i, s in enumerate((1.0, 0.0, 0.5, 0.0))]
+    got = [(p["chosen_index"], p["rejected_index"]) for p in group_pairs(rows, max_pairs=2)]
+    assert got == [(0, 1), (2, 3)]
+    offline = form_pairs([rec("a", r["completion"], r["pass_rate"]) for r in rows], max_pairs=2)
+    assert [(p["chosen"], p["rejected"]) for p in offline] == [(f"x{c}", f"x{j}") for c, j in got]

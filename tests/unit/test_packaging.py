@@ -24,7 +24,7 @@ def test_wheel_layout(tmp_path):
     assert {n.split("/")[0] for n in names} == {"halo_ray", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
     for expected in ("halo_ray/actors/rollout.py", "halo_ray/jobs/raft.py", "halo_ray/data/files/mbpp.jsonl",
                      "halo_ray/data/files/NOTICE", "halo_ray/tiny/corpus/functions.py", "halo_ray/driver/raft.py",
-                     "halo_ray/dpo/pairs.py", "halo_ray/objectives/dpo.py"):
+                     "halo_ray/pairs.py", "halo_ray/objectives/dpo.py"):
         assert expected in names, expected
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "halo-ray = halo_ray.cli:main" in entry

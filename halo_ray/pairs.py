@@ -101,27 +101,50 @@ def read_scored(path: str | Path, score_key: str = "pass_rate") -> list[dict]:
     return [record for _, record in located]
 
 
-def _pairs_of(items: Sequence[tuple[Any, float, Any]], min_gap: float) -> Iterable[tuple[int, int]]:
-    """(chosen, rejected) positions of every qualifying pair among ``(key, score, verdict)`` items, i < j order."""
+def _pairs_of(items: Sequence[tuple[Any, float, Any]], min_gap: float, max_pairs: int = 0) -> list[tuple[int, int]]:
+    """(chosen, rejected) positions of the qualifying pairs among ``(key, score, verdict)`` items, i < j order.
+
+    ``max_pairs`` > 0 keeps at most that many: the widest gaps first, pairs of responses not yet in a
+    kept pair before the others (more distinct completions per pair), returned in i < j order.
+    """
+    pairs = []
     for i in range(len(items)):
         for j in range(i + 1, len(items)):
             si, sj = items[i][1], items[j][1]
             if gap_counts(si, sj, min_gap):
-                yield (i, j) if si > sj else (j, i)
+                pairs.append((i, j) if si > sj else (j, i))
+    if not max_pairs or len(pairs) <= max_pairs:
+        return pairs
+    widest = sorted(pairs, key=lambda p: -round(items[p[0]][1] - items[p[1]][1], DIGITS))  # stable: ties keep order
+    kept, used = [], set()
+    for p in widest:
+        if len(kept) < max_pairs and not used & set(p):
+            kept.append(p)
+            used.update(p)
+    kept += [p for p in widest if p not in kept][: max_pairs - len(kept)]
+    return sorted(kept, key=lambda p: (min(p), max(p)))
 
 
-def form_pairs(records: Iterable[Mapping], min_gap: float = 0.1, score_key: str = "pass_rate") -> list[dict]:
+def _check_max_pairs(max_pairs: int) -> None:
+    if isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 0:
+        raise DataError(f"max_pairs must be an integer >= 0 (0 keeps every pair), got {max_pairs!r}")
+
+
+def form_pairs(records: Iterable[Mapping], min_gap: float = 0.1, score_key: str = "pass_rate",
+               max_pairs: int = 0) -> list[dict]:
     """Preference pairs of a scored file (seed 002's rule), problem by problem in order of first appearance.
 
     Args:
         records: scored records (``problem_id``, ``prompt``, ``completion``, ``pass_rate``, ``verdict``).
         min_gap: the smallest score gap that forms a pair (exactly ``min_gap`` counts).
         score_key: the field holding the score.
+        max_pairs: at most this many pairs per problem (0: every pair; see ``_pairs_of``).
     Returns:
         One dict per pair with ``PAIR_FIELDS``: the prompt, the chosen (higher) and rejected completions,
         their scores and verdicts; within a problem, pairs (i, j) with i < j in record order.
     """
     _check_min_gap(min_gap)
+    _check_max_pairs(max_pairs)
     problems: dict[str, list[dict]] = {}
     for number, record in enumerate(records, start=1):
         rec = check_scored(record, f"record {number}", score_key)
@@ -131,7 +154,7 @@ def form_pairs(records: Iterable[Mapping], min_gap: float = 0.1, score_key: str 
     out = []
     for pid, recs in problems.items():
         items = [(r["completion"], r["score"], r["verdict"]) for r in recs]
-        for c, r in _pairs_of(items, min_gap):
+        for c, r in _pairs_of(items, min_gap, max_pairs):
             out.append({"problem_id": pid, "prompt": recs[c]["prompt"], "chosen": recs[c]["completion"],
                         "rejected": recs[r]["completion"], "chosen_score": recs[c]["score"],
                         "rejected_score": recs[r]["score"], "chosen_verdict": recs[c]["verdict"],
@@ -143,7 +166,7 @@ def _rows(group: Any) -> list[dict]:
     return group.to_pylist() if hasattr(group, "to_pylist") else [dict(row) for row in group]
 
 
-def group_pairs(group: Any, min_gap: float = 0.1, score: str = "pass_rate") -> list[dict]:
+def group_pairs(group: Any, min_gap: float = 0.1, score: str = "pass_rate", max_pairs: int = 0) -> list[dict]:
     """Pairs within one prompt's scored group of the stream (online DPO), by the same rule as ``form_pairs``.
 
     Args:
@@ -151,6 +174,7 @@ def group_pairs(group: Any, min_gap: float = 0.1, score: str = "pass_rate") -> l
             column, ``token_ids``, ``prompt_token_ids`` (and ``sample_index``, ``verdict`` when present).
         min_gap: the smallest score gap that forms a pair.
         score: the column to rank by: ``pass_rate`` (seed 002) or ``reward`` (graduated, seed 000).
+        max_pairs: at most this many pairs (0: every pair; see ``_pairs_of``).
     Returns:
         One dict per pair: ``prompt_id``, ``chosen_index``/``rejected_index`` (sample indices),
         ``chosen_score``/``rejected_score``, ``chosen_verdict``/``rejected_verdict``, ``chosen``/``rejected``
@@ -159,6 +183,7 @@ def group_pairs(group: Any, min_gap: float = 0.1, score: str = "pass_rate") -> l
         ValueError when the rows belong to several prompts (use ``stream_pairs``) or lack a column.
     """
     _check_min_gap(min_gap)
+    _check_max_pairs(max_pairs)
     rows = [r for r in _rows(group) if r.get("verdict") not in UNSCORED_VERDICTS]
     if not rows:
         return []
@@ -171,7 +196,7 @@ def group_pairs(group: Any, min_gap: float = 0.1, score: str = "pass_rate") -> l
     items = [(i, _score(r[score], f"prompt {r['prompt_id']!r} sample {r.get('sample_index', i)}", score),
               r.get("verdict")) for i, r in enumerate(rows)]
     out = []
-    for c, j in _pairs_of(items, min_gap):
+    for c, j in _pairs_of(items, min_gap, max_pairs):
         chosen, rejected = rows[c], rows[j]
         out.append({"prompt_id": chosen["prompt_id"], "chosen_index": chosen.get("sample_index", c),
                     "rejected_index": rejected.get("sample_index", j), "chosen_score": items[c][1],
@@ -182,12 +207,12 @@ def group_pairs(group: Any, min_gap: float = 0.1, score: str = "pass_rate") -> l
     return out
 
 
-def stream_pairs(table: Any, min_gap: float = 0.1, score: str = "pass_rate") -> list[dict]:
+def stream_pairs(table: Any, min_gap: float = 0.1, score: str = "pass_rate", max_pairs: int = 0) -> list[dict]:
     """``group_pairs`` of every prompt in a scored batch (groups in order of first appearance)."""
     groups: dict[Any, list[dict]] = {}
     for row in _rows(table):
         groups.setdefault(row["prompt_id"], []).append(row)
-    return [pair for rows in groups.values() for pair in group_pairs(rows, min_gap, score)]
+    return [pair for rows in groups.values() for pair in group_pairs(rows, min_gap, score, max_pairs)]
 
 
 def pair_examples(pairs: Iterable[Mapping], tokenizer=None, first_pair_id: int = 0) -> list[dict]:
