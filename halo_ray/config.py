@@ -114,6 +114,9 @@ def _build(cls: type[C], data: dict, prefix: str, errors: list[str], base: Any =
     kwargs = {name: getattr(base, name) for name in fields} if base is not None else {}
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields and key in getattr(cls, "moved_keys", {}):  # a key a release replaced
+            errors.append(f"{path}: {cls.moved_keys[key]}")
+            continue
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
             hint = f"; did you mean '{(prefix + '.' if prefix else '') + close[0]}'?" if close else ""

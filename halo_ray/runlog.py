@@ -1,4 +1,5 @@
-"""The run directory ``runs/<name>/``: manifest.json, resolved config, metrics.jsonl, TensorBoard, samples, report.
+"""The run directory ``runs/<name>/``: manifest.json, resolved config, metrics.jsonl, samples, report, and the
+reporters of ``logging.report_to`` (TensorBoard, W&B, MLflow; ``halo_ray.reporters``).
 
 Metric names are namespaced (``rollout/``, ``verify/``, ``train/``, ``eval/``, ``stream/``).
 ``metrics.jsonl`` is append-only with one whole line per record, so a killed run keeps what it logged.
@@ -10,15 +11,17 @@ import dataclasses
 import hashlib
 import json
 import logging
+import numbers
 import platform
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from halo_ray.config import dump_yaml
+from halo_ray.config import dump_yaml, to_dict
 from halo_ray.errors import ConfigError
 from halo_ray.io import append_jsonl, atomic_write, read_jsonl, write_json, write_table
+from halo_ray.reporters import start
 
 log = logging.getLogger(__name__)
 
@@ -38,38 +41,51 @@ def run_path(run_dir: str, name: str, job: str, resume: bool = False) -> Path:
 
 
 class RunLog:
-    """Writes one run's files.
+    """Writes one run's files and mirrors its scalars to the reporters of ``logging.report_to``.
 
     Args:
         path: the run directory (created).
-        config: the resolved job config, written to ``config.yaml``.
-        tensorboard: also write TensorBoard event files under ``tensorboard/``.
+        config: the resolved job config, written to ``config.yaml`` and given to each reporter as its params.
+        logging_cfg: the LoggingConfig whose ``report_to`` (and ``project``, ``wandb_mode``) to follow;
+            ``config.logging`` when not given.
+
+    A reporter that cannot start raises ConfigError here, before any training; one that fails later
+    is warned about once and the run goes on (``metrics.jsonl`` has every record either way).
     """
 
-    def __init__(self, path: str | Path, config: Any, tensorboard: bool = True):
+    def __init__(self, path: str | Path, config: Any, logging_cfg: Any = None):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.path / "config.yaml") as fh:
             fh.write(dump_yaml(config))
         write_manifest(self.path, config)
+        logging_cfg = logging_cfg if logging_cfg is not None else config.logging
+        self.reporters: dict[str, Any] = {}
+        self._failures: dict[str, int] = {}
+        try:
+            for name in logging_cfg.report_to:
+                self.reporters[name] = start(name, self.path, to_dict(config), logging_cfg)
+        except BaseException:
+            self._close_reporters()
+            raise
         self._metrics = (self.path / "metrics.jsonl").open("a")
-        self._tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.path / "tensorboard"))
-            except ImportError:  # tensorboard is a dependency; a broken install should not stop a run
-                log.warning("tensorboard is not importable; metrics go to metrics.jsonl only")
 
     def log(self, step: int, metrics: dict[str, Any], **labels: Any) -> None:
-        """Append a metrics record (``step``, labels, namespaced scalars) and mirror scalars to TensorBoard."""
+        """Append a metrics record (``step``, labels, namespaced scalars) and send the scalars to every reporter."""
         append_jsonl(self._metrics, {"step": step, **labels, **metrics, "time": time.time()})
-        if self._tb is not None:
-            for key, value in metrics.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self._tb.add_scalar(key, value, step)
-            self._tb.flush()
+        scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)}
+        if scalars:
+            for name, reporter in self.reporters.items():
+                self._guard(name, reporter.log, step, scalars)
+
+    def _guard(self, name: str, call, *args) -> None:
+        try:
+            call(*args)
+        except Exception as exc:  # noqa: BLE001  (a tracking server's outage must not end the training run)
+            self._failures[name] = self._failures.get(name, 0) + 1
+            if self._failures[name] == 1:
+                log.warning("logging.report_to: %s failed (%s: %s); training goes on, metrics.jsonl has every "
+                            "record, further %s failures are counted quietly", name, type(exc).__name__, exc, name)
 
     def samples(self, name: str, table) -> Path:
         """Persist a batch of samples as ``samples/<name>.parquet``."""
@@ -77,10 +93,17 @@ class RunLog:
         write_table(out, table)
         return out
 
+    def _close_reporters(self) -> None:
+        for name, reporter in self.reporters.items():
+            self._guard(name, reporter.close)
+        for name, count in self._failures.items():
+            log.warning("logging.report_to: %s failed %d time(s) in this run", name, count)
+        self.reporters = {}
+
     def close(self) -> None:
+        """Close metrics.jsonl and finish every reporter's run."""
         self._metrics.close()
-        if self._tb is not None:
-            self._tb.close()
+        self._close_reporters()
 
 
 SAMPLING_KEYS = ("samples_per_prompt", "samples", "temperature", "top_p", "max_new_tokens", "seed", "stop")

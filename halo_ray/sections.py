@@ -7,9 +7,11 @@ YAML files in ``configs/`` mirror these classes one to one; every field's doc fe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from halo_ray.config import opt
 from halo_ray.objectives.config import ObjectiveConfig
+from halo_ray.reporters import REPORTERS, missing_libraries
 from halo_ray.verifiers import VERIFIERS
 
 
@@ -135,8 +137,24 @@ class ClusterConfig:
 class LoggingConfig:
     run_dir: str = opt("runs", "parent folder of run directories")
     name: str = opt("", "run name (runs/<name>/); empty derives one from the job and time")
-    tensorboard: bool = opt(True, "also write TensorBoard event files")
+    report_to: tuple[str, ...] = opt(("tensorboard",), "where a training run's metrics go besides metrics.jsonl, "
+                                     "each with its step (the config as params): tensorboard (<run>/tensorboard/), "
+                                     "wandb, mlflow (pip install 'halo-ray[tracking]'); [] for metrics.jsonl only",
+                                     choices=REPORTERS)
+    project: str = opt("halo-ray", "W&B project and MLflow experiment of the run (report_to wandb, mlflow)")
+    wandb_mode: str = opt("auto", "W&B mode: auto follows WANDB_MODE, else online with an API key (WANDB_API_KEY "
+                          "or `wandb login`), else offline under <run>/wandb/ (upload later with `wandb sync`)",
+                          choices=("auto", "online", "offline"))
     level: str = opt("INFO", "library log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    moved_keys: ClassVar[dict[str, str]] = {
+        "tensorboard": "replaced by report_to beside it, a list of tensorboard, wandb, mlflow (default "
+                       "[tensorboard]): 'tensorboard: false' is 'report_to: []'; for 'true' delete the line"}
+
+    def validate(self) -> list[str]:
+        errs = [f"report_to lists {name!r} twice" for name in sorted(set(self.report_to))
+                if self.report_to.count(name) > 1]
+        return errs + missing_libraries(self.report_to)
 
 
 @dataclass(frozen=True)

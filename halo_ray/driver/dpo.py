@@ -232,7 +232,7 @@ def train(config: DPOJobConfig, progress: Callable[[str], None] = log.info) -> d
     init(config.cluster)
     lc = config.learner
     check_capacity(learner=lc.num_ranks * lc.num_cpus_per_rank)
-    run = RunLog(path, config, config.logging.tensorboard)
+    run = RunLog(path, config)
     learner = None
     try:
         started = time.perf_counter()

@@ -52,7 +52,7 @@ def sft(config: SFTJobConfig) -> dict:
     lc = config.learner
     steps = lc.epochs * math.ceil(len(examples) / (lc.micro_batch_size * lc.grad_accum * lc.num_ranks))
     check_capacity(learner=lc.num_ranks * lc.num_cpus_per_rank)
-    run = RunLog(path, config, config.logging.tensorboard)
+    run = RunLog(path, config)
     learner = None
     try:
         from halo_ray.actors.learner import LearnerGroup

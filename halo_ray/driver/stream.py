@@ -323,7 +323,7 @@ def stream_run(config, job: str, resume: bool):
     r = config.rollout
     check_capacity(rollout=r.num_engines * r.num_cpus, verifier=verifier_cpus(config.verifier),
                    learner=config.learner.num_ranks * config.learner.num_cpus_per_rank)
-    run = RunLog(run_path(config.logging.run_dir, config.logging.name, job, resume), config, config.logging.tensorboard)
+    run = RunLog(run_path(config.logging.run_dir, config.logging.name, job, resume), config)
     parts = []  # shut down whatever started, also when a step fails
     try:
         from halo_ray.actors.learner import LearnerGroup

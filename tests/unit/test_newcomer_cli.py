@@ -289,10 +289,10 @@ def test_help_texts_carry_no_internal_notes():
 
 def test_manifest_and_runs_show(capsys, tmp_path):
     from halo_ray.runlog import RunLog
-    from halo_ray.sections import RaftJobConfig, RolloutConfig
+    from halo_ray.sections import LoggingConfig, RaftJobConfig, RolloutConfig
 
     run_dir = tmp_path / "raft"
-    log = RunLog(run_dir, RaftJobConfig(rollout=RolloutConfig(temperature=0.9)), tensorboard=False)
+    log = RunLog(run_dir, RaftJobConfig(rollout=RolloutConfig(temperature=0.9), logging=LoggingConfig(report_to=())))
     log.log(1, {"train/loss": 1.25}, cycle=1)
     log.close()
     (run_dir / "summary.json").write_text(json.dumps({"stages": [{"name": "initial", "pass_at_1": 0.25}],
@@ -302,7 +302,7 @@ def test_manifest_and_runs_show(capsys, tmp_path):
     assert manifest["config_sha256"] == hashlib.sha256((run_dir / "config.yaml").read_bytes()).hexdigest()
     assert manifest["sampling"]["rollout"]["temperature"] == 0.9
     assert "git_revision" in manifest and len(manifest["starts"]) == 1
-    RunLog(run_dir, RaftJobConfig(), tensorboard=False).close()  # a resumed run keeps its first start
+    RunLog(run_dir, RaftJobConfig(logging=LoggingConfig(report_to=()))).close()  # a resumed run keeps its first start
     assert len(json.loads((run_dir / "manifest.json").read_text())["starts"]) == 2
     code, out, err = run(capsys, "runs", "show", str(run_dir))
     assert code == 0, err
