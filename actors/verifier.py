@@ -14,6 +14,7 @@ import math
 import ray
 
 from halo_ray.placement import actor_name
+from halo_ray.samples import project
 from halo_ray.selection import score_rollouts
 from halo_ray.sections import VerifierConfig
 from halo_ray.timing import BusyClock
@@ -37,10 +38,11 @@ class VerifierPool:
         """Results for ``batch`` in its order (see ``halo_ray.verifiers.verify_batch``)."""
         return self.verifier.verify(batch)
 
-    def score(self, table, problems: dict):
-        """A ``ScoredBatch`` for a ``RolloutBatch`` (usually a ref from a rollout actor): see ``halo_ray.selection.score_rollouts``."""
+    def score(self, table, problems: dict, columns: tuple[str, ...] | None = None):
+        """A ``ScoredBatch`` for a ``RolloutBatch`` (usually a ref from a rollout actor): see
+        ``halo_ray.selection.score_rollouts``; only ``columns`` of it when given (what the caller reads)."""
         with self.busy.active():
-            return score_rollouts(table, problems, self.verifier.verify)
+            return project(score_rollouts(table, problems, self.verifier.verify), columns)
 
     def stats(self) -> dict:
         return {"busy_s": self.busy.busy_s(), "workers": self.verifier.workers}

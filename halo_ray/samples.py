@@ -34,6 +34,21 @@ SCORE_FIELDS = [
 SCORED_SCHEMA = pa.schema(ROLLOUT_FIELDS + SCORE_FIELDS)
 
 
+EVAL_COLUMNS = ("prompt_id", "sample_index", "verdict", "reward", "pass_rate", "finish_reason", "verify_s")
+"""What a held-out evaluation reads of a scored batch: the verifier actor sends only these to the driver
+(no token ids, log-probs or texts cross the object store for pass@k)."""
+
+
+def project(table: pa.Table, columns: "tuple[str, ...] | list[str] | None") -> pa.Table:
+    """``table`` with only ``columns`` (all of them when None); an unknown column is a ValueError naming it."""
+    if columns is None:
+        return table
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ValueError(f"no column(s) {', '.join(missing)} in the batch (has: {', '.join(table.column_names)})")
+    return table.select(list(columns))
+
+
 def empty_rollout_batch() -> pa.Table:
     return ROLLOUT_SCHEMA.empty_table()
 

@@ -21,7 +21,7 @@ from halo_ray.bench.passk import pass_at_k
 from halo_ray.bench.score import score_results
 from halo_ray.driver import RolloutGroup
 from halo_ray.errors import ConfigError
-from halo_ray.samples import concat
+from halo_ray.samples import EVAL_COLUMNS, concat
 from halo_ray.sections import EvalConfig, RolloutConfig, StreamConfig, VerifierConfig
 from halo_ray.stream import StreamBuffer, StreamState, group_rows, prompt_at
 from halo_ray.verifiers import VERDICTS
@@ -39,9 +39,10 @@ class VerifierGroup:
 
         self.pools = start_pools(verifier, num_pools=1, cpus_per_pool=float(verifier_cpus(verifier)), run=run)
 
-    def score(self, rollout_ref, problems: dict, index: int = 0):
-        """A ref to the ``ScoredBatch`` of a ``RolloutBatch`` ref (runs once the rollout is done)."""
-        return self.pools[index % len(self.pools)].score.remote(rollout_ref, problems)
+    def score(self, rollout_ref, problems: dict, index: int = 0, columns: tuple[str, ...] | None = None):
+        """A ref to the ``ScoredBatch`` of a ``RolloutBatch`` ref (runs once the rollout is done); only
+        ``columns`` of it cross to the caller when given."""
+        return self.pools[index % len(self.pools)].score.remote(rollout_ref, problems, columns)
 
     def busy_s(self) -> float:
         return sum(s["busy_s"] for s in ray.get([p.stats.remote() for p in self.pools]))
@@ -68,15 +69,16 @@ def check_capacity(**needs: float) -> None:
 
 
 def submit_scored(rollout: RolloutGroup, verifiers: VerifierGroup, problems: dict[str, dict], ids: list[str],
-                  chunk_size: int, **sampling) -> list:
-    """Sample and verify ``ids`` in chunks; returns refs to ``ScoredBatch`` tables, one per chunk."""
+                  chunk_size: int, columns: tuple[str, ...] | None = None, **sampling) -> list:
+    """Sample and verify ``ids`` in chunks; returns refs to ``ScoredBatch`` tables (only ``columns`` when
+    given), one per chunk."""
     prompts = [{"prompt_id": pid, "prompt": problems[pid]["prompt"]} for pid in ids]
     refs = rollout.submit(prompts, chunk_size=chunk_size, **sampling)
     out = []
     for i, ref in enumerate(refs):
         chunk = prompts[i * chunk_size:(i + 1) * chunk_size] if chunk_size else None
         mine = {p["prompt_id"]: problems[p["prompt_id"]] for p in chunk} if chunk else problems
-        out.append(verifiers.score(ref, mine, i))
+        out.append(verifiers.score(ref, mine, i, columns))
     return out
 
 
@@ -87,11 +89,12 @@ def evaluate(rollout: RolloutGroup, verifiers: VerifierGroup, heldout: list[dict
     Samples ``cfg.samples`` completions per problem with the evaluation seed (the same for every
     stage, so stages are paired problem by problem), verifies them and scores them with the
     benchmark's scorer. Returns ``(results, scored_table)``; ``results`` is a benchmark
-    results dict (``pass_at_k``, ``verdicts``, ``per_problem``...) plus ``name``.
+    results dict (``pass_at_k``, ``verdicts``, ``per_problem``...) plus ``name``; the table holds only
+    ``samples.EVAL_COLUMNS`` (the verifier actors send no token ids or texts for an evaluation).
     """
     started = time.perf_counter()
     by_id = {p["id"]: p for p in heldout}
-    refs = submit_scored(rollout, verifiers, by_id, sorted(by_id), chunk_size, n=cfg.samples,
+    refs = submit_scored(rollout, verifiers, by_id, sorted(by_id), chunk_size, columns=EVAL_COLUMNS, n=cfg.samples,
                          temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=max_new_tokens, seed=cfg.seed)
     table = concat(ray.get(refs))
     rows = table.to_pylist()

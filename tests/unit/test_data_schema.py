@@ -127,3 +127,16 @@ def test_validate_preferences(tmp_path, monkeypatch, capsys):
 def test_validate_missing_file(tmp_path, monkeypatch, capsys):
     assert run_cli(monkeypatch, "data", "validate", str(tmp_path / "nope.jsonl")) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_project_keeps_only_the_named_columns_and_names_a_missing_one():
+    import pyarrow as pa
+
+    from halo_ray.samples import EVAL_COLUMNS, SCORED_SCHEMA, project
+
+    table = SCORED_SCHEMA.empty_table()
+    assert project(table, None) is table
+    assert project(table, EVAL_COLUMNS).column_names == list(EVAL_COLUMNS)
+    assert "token_ids" not in project(table, EVAL_COLUMNS).column_names
+    with pytest.raises(ValueError, match="no column.s. nope"):
+        project(pa.table({"a": [1]}), ("a", "nope"))
