@@ -5,6 +5,8 @@ standard library only and writes them as strings, ``base.sanitize`` turns anythi
 RUNTIME_ERROR). Two more are decided on the host: ``UNTESTED`` (the program ran cleanly but the
 record had nothing to check it against) and ``FAILED`` (the infrastructure could not run the check:
 no judgement of the program, so no reward, and it is counted apart from the model's failures).
+SRL's environment reports add ``NOT_APPLIED`` (the agent's edit did not apply, so nothing ran); it is
+no verdict of a verified program and not in ``VERDICTS``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ TIMEOUT = "TIMEOUT"
 SYNTAX_ERROR = "SYNTAX_ERROR"
 UNTESTED = "UNTESTED"
 FAILED = "FAILED"
+NOT_APPLIED = "NOT_APPLIED"
 
 JUDGED = (SUCCESS, WRONG_OUTPUT, RUNTIME_ERROR, TIMEOUT, SYNTAX_ERROR)
 """What a sandbox judge may return (seed 002's taxonomy; a compile failure is a SYNTAX_ERROR)."""

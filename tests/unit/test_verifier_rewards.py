@@ -16,7 +16,7 @@ from halo_ray.errors import ConfigError
 from halo_ray.verifiers import VERIFIERS, VerifierConfig, score
 from halo_ray.verifiers.base import auto_rewards, code_blocks, extract_code, sanitize
 from halo_ray.verifiers.reward import CHOICES, SCHEMES, resolve, reward_table, scheme_reward
-from halo_ray.verifiers.verdicts import FAILED, JUDGED, UNSCORED, UNTESTED, VERDICTS
+from halo_ray.verifiers.verdicts import FAILED, JUDGED, NOT_APPLIED, UNSCORED, UNTESTED, VERDICTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,7 +128,7 @@ def test_one_verdict_taxonomy():
         exported = {id(c) for node in ast.walk(tree) if isinstance(node, ast.Assign)
                     and any(getattr(t, "id", "") == "__all__" for t in node.targets) for c in ast.walk(node.value)}
         strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and id(n) not in exported]
-        assert FAILED not in strings and UNTESTED not in strings, path
+        assert not {FAILED, UNTESTED, NOT_APPLIED} & set(strings), path
         tuples = [n for n in ast.walk(tree) if isinstance(n, (ast.Tuple, ast.List))
                   and sum(isinstance(e, ast.Constant) and e.value in JUDGED for e in n.elts) >= 3]
         assert not tuples, f"{path}: a list of verdicts outside verifiers/verdicts.py"
