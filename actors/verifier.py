@@ -16,7 +16,7 @@ import ray
 from halo_ray.placement import actor_name
 from halo_ray.samples import project
 from halo_ray.selection import score_rollouts
-from halo_ray.sections import VerifierConfig
+from halo_ray.verifiers.config import VerifierConfig
 from halo_ray.timing import BusyClock
 from halo_ray.verifiers import Verifier
 

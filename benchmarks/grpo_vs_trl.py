@@ -201,8 +201,8 @@ def run_trl(model: str, out_dir: Path, steps: int, problems: dict, order: list[l
     from trl import GRPOConfig, GRPOTrainer
 
     from halo_ray.bench.score import verify_record
-    from halo_ray.sections import VerifierConfig
-    from halo_ray.verifiers import Verifier
+    from halo_ray.verifiers import Verifier, VerifierConfig
+    from halo_ray.verifiers.reward import scheme_reward
 
     times = {"generate_s": 0.0, "reward_s": 0.0}
     verifier = Verifier(VerifierConfig(**VERIFIER))  # sandboxes start before the clock, as ours do
@@ -215,7 +215,7 @@ def run_trl(model: str, out_dir: Path, steps: int, problems: dict, order: list[l
                    for i, (pid, c) in enumerate(zip(prompt_id, completions))]
         results = verifier.verify(records)
         times["reward_s"] += time.perf_counter() - t0
-        return [1.0 if r["verdict"] == "SUCCESS" else 0.0 for r in results]
+        return [scheme_reward("pass_fail", r["verdict"])[0] for r in results]
 
     class Timed(GRPOTrainer):
         def _generate_single_turn(self, *a, **kw):

@@ -66,8 +66,8 @@ def run_peer(problems: list[dict], completions: list[str], workers: int):
 
 
 def run_ours(problems: list[dict], completions: list[str], workers: int):
-    from halo_ray.sections import VerifierConfig
-    from halo_ray.verifiers import Verifier
+    from halo_ray.verifiers import Verifier, VerifierConfig
+    from halo_ray.verifiers.verdicts import SUCCESS, TIMEOUT
 
     records = [{"id": f"{p['task_id']}#{i}", "verifier": "humaneval", "code": p["prompt"] + c, "tests": p["test"],
                 "entry_point": p["entry_point"]} for i, (p, c) in enumerate(zip(problems, completions))]
@@ -76,7 +76,7 @@ def run_ours(problems: list[dict], completions: list[str], workers: int):
         start = time.perf_counter()
         results = verifier.verify(records)
         elapsed = time.perf_counter() - start
-    outcomes = ["passed" if r["verdict"] == "SUCCESS" else "timed out" if r["verdict"] == "TIMEOUT" else "failed"
+    outcomes = ["passed" if r["verdict"] == SUCCESS else "timed out" if r["verdict"] == TIMEOUT else "failed"
                 for r in results]
     return outcomes, elapsed
 

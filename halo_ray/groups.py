@@ -16,29 +16,31 @@ import pyarrow.compute as pc
 
 from halo_ray.errors import DataError
 from halo_ray.objectives.grpo import GRPOConfig, group_advantages
+from halo_ray.verifiers.reward import SCHEMES, scheme_reward
 
 ZERO_VARIANCE_ATOL = 1e-6
 """A group whose rewards span no more than this is treated as all-equal (rewards are floats)."""
 
 
-def shape_rewards(rewards: Sequence[float], verdicts: Sequence[str], pass_rates: Sequence[float], how: str) -> list[float]:
-    """The reward the advantages use.
+def shape_rewards(how: str, rewards: Sequence[float], verdicts: Sequence[str] = (), passed: Sequence[int] = (),
+                  total: Sequence[int] = (), warnings: Sequence[bool] = ()) -> list[float]:
+    """The reward the advantages use (``objective.grpo.reward``).
 
     Args:
-        rewards: the verifier's graduated reward (seed 000: 0, 0.3, 0.5, 0.7, 1).
-        verdicts: the verifier's verdict of each sample (``SUCCESS`` passes).
-        pass_rates: fraction of the sample's tests that passed.
-        how: ``graduated`` (the reward as is), ``pass_fail`` (1.0 on SUCCESS, else 0.0) or ``pass_rate``.
+        how: ``verifier`` (each sample's ``rewards`` as the verifier gave them, under ``verifier.reward``)
+            or a scheme of ``halo_ray.verifiers.reward`` (``graduated``, ``pass_rate``, ``pass_fail``),
+            recomputed by the same ``scheme_reward`` the verifiers use from the other columns.
+        rewards: the verifier's reward of each sample.
+        verdicts, passed, total, warnings: each sample's verdict, tests passed, tests and compiler
+            warnings flag (read only for a scheme).
     Returns:
         One float per sample.
     """
-    if how == "graduated":
+    if how == "verifier":
         return [float(r) for r in rewards]
-    if how == "pass_fail":
-        return [1.0 if v == "SUCCESS" else 0.0 for v in verdicts]
-    if how == "pass_rate":
-        return [float(p) for p in pass_rates]
-    raise ValueError(f"unknown reward shaping {how!r} (known: graduated, pass_fail, pass_rate)")
+    if how not in SCHEMES:
+        raise ValueError(f"unknown reward shaping {how!r} (known: verifier, {', '.join(SCHEMES)})")
+    return [scheme_reward(how, v, int(p), int(t), bool(w))[0] for v, p, t, w in zip(verdicts, passed, total, warnings)]
 
 
 def overlong_penalties(finish_reasons: Sequence[str], lengths: Sequence[int], max_new_tokens: int,
@@ -89,8 +91,9 @@ def prepare_groups(table: pa.Table, cfg: GRPOConfig, max_new_tokens: int) -> tup
     """Shape rewards, handle overlong samples, filter flat groups and add advantages to a scored batch.
 
     Args:
-        table: a ``ScoredBatch`` (``prompt_id`` is the group; ``reward``, ``verdict``, ``pass_rate``,
-            ``finish_reason``, ``token_ids`` are read). Samples whose verification failed should be
+        table: a ``ScoredBatch`` (``prompt_id`` is the group; ``reward``, ``finish_reason``,
+            ``token_ids`` are read, and ``verdict``, ``tests_passed``, ``tests_total``, ``warnings``
+            when ``cfg.reward`` names a scheme). Samples whose verification failed should be
             counted and removed before (their reward is not a judgement).
         cfg: the GRPO section (``reward``, ``overlong*``, ``filter_zero_variance``, ``scale_std``, ``std_eps``).
         max_new_tokens: the rollout's completion limit (DAPO's L_max).
@@ -101,15 +104,16 @@ def prepare_groups(table: pa.Table, cfg: GRPOConfig, max_new_tokens: int) -> tup
         samples, else 1). ``counts``: ``groups``, ``filtered_groups``, ``filtered_samples`` (rows
         dropped as zero-variance), ``overlong`` (rows cut at the limit), ``overlong_masked``.
     """
-    needed = ("prompt_id", "reward", "verdict", "pass_rate", "finish_reason", "token_ids")
+    scheme = ("verdict", "tests_passed", "tests_total", "warnings") if cfg.reward != "verifier" else ()
+    needed = ("prompt_id", "reward", "finish_reason", "token_ids", *scheme)
     missing = [c for c in needed if c not in table.column_names]
     if missing:
         raise DataError(f"prepare_groups: the scored batch lacks columns {', '.join(missing)} (has: {', '.join(table.column_names)})")
     keys = table.column("prompt_id").to_pylist()
     reasons = table.column("finish_reason").to_pylist()
     lengths = pc.list_value_length(table.column("token_ids")).to_pylist()
-    rewards = shape_rewards(table.column("reward").to_pylist(), table.column("verdict").to_pylist(),
-                            table.column("pass_rate").to_pylist(), cfg.reward)
+    rewards = shape_rewards(cfg.reward, table.column("reward").to_pylist(),
+                            *(table.column(c).to_pylist() for c in scheme))
     if cfg.overlong == "penalty":
         pen = overlong_penalties(reasons, lengths, max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty)
         rewards = [r - p for r, p in zip(rewards, pen)]

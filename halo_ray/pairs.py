@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from halo_ray.errors import DataError
+from halo_ray.verifiers.verdicts import UNSCORED
 
 DIGITS = 9
 """Gaps are rounded to this many decimals before the comparison with ``min_gap`` (float noise is ~1e-16)."""
-
-UNSCORED_VERDICTS = ("FAILED",)
-"""Verdicts of samples the verifier could not judge; they take part in no pair."""
 
 SCORED_FIELDS = ("problem_id", "prompt", "completion", "pass_rate", "verdict")
 """One record of a scored file (``verdict`` may be null)."""
@@ -148,7 +146,7 @@ def form_pairs(records: Iterable[Mapping], min_gap: float = 0.1, score_key: str 
     problems: dict[str, list[dict]] = {}
     for number, record in enumerate(records, start=1):
         rec = check_scored(record, f"record {number}", score_key)
-        if rec["verdict"] in UNSCORED_VERDICTS:
+        if rec["verdict"] in UNSCORED:
             continue
         problems.setdefault(rec["problem_id"], []).append(rec)
     out = []
@@ -173,7 +171,7 @@ def group_pairs(group: Any, min_gap: float = 0.1, score: str = "pass_rate", max_
         group: an Arrow table or list of rows of ONE prompt: ``prompt_id``, ``completion``, the score
             column, ``token_ids``, ``prompt_token_ids`` (and ``sample_index``, ``verdict`` when present).
         min_gap: the smallest score gap that forms a pair.
-        score: the column to rank by: ``pass_rate`` (seed 002) or ``reward`` (graduated, seed 000).
+        score: the column to rank by: ``pass_rate`` (seed 002) or ``reward`` (the verifier's, under ``verifier.reward``).
         max_pairs: at most this many pairs (0: every pair; see ``_pairs_of``).
     Returns:
         One dict per pair: ``prompt_id``, ``chosen_index``/``rejected_index`` (sample indices),
@@ -184,7 +182,7 @@ def group_pairs(group: Any, min_gap: float = 0.1, score: str = "pass_rate", max_
     """
     _check_min_gap(min_gap)
     _check_max_pairs(max_pairs)
-    rows = [r for r in _rows(group) if r.get("verdict") not in UNSCORED_VERDICTS]
+    rows = [r for r in _rows(group) if r.get("verdict") not in UNSCORED]
     if not rows:
         return []
     ids = {r["prompt_id"] for r in rows}

@@ -29,6 +29,9 @@ SCORE_FIELDS = [
     pa.field("reward", pa.float64()),
     pa.field("reward_components", pa.map_(pa.string(), pa.float64())),
     pa.field("pass_rate", pa.float64()),
+    pa.field("tests_passed", pa.int32()),
+    pa.field("tests_total", pa.int32()),
+    pa.field("warnings", pa.bool_()),  # the compiler warned (graduated's lower compile tier)
     pa.field("verify_s", pa.float64()),
 ]
 SCORED_SCHEMA = pa.schema(ROLLOUT_FIELDS + SCORE_FIELDS)

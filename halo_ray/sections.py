@@ -12,7 +12,7 @@ from typing import ClassVar
 from halo_ray.config import opt
 from halo_ray.objectives.config import ObjectiveConfig
 from halo_ray.reporters import REPORTERS, missing_libraries
-from halo_ray.verifiers import VERIFIERS
+from halo_ray.verifiers.config import VerifierConfig  # noqa: F401  (the verifier owns its section; re-exported)
 
 
 @dataclass(frozen=True)
@@ -65,30 +65,6 @@ class RolloutConfig:
             errs.append(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if self.kv_cache_gib < 1:
             errs.append(f"kv_cache_gib must be a whole number of GiB >= 1, got {self.kv_cache_gib}")
-        return errs
-
-
-@dataclass(frozen=True)
-class VerifierConfig:
-    name: str = opt("auto", "verifier from the registry; auto picks one by each record's language", choices=VERIFIERS)
-    workers: int = opt(0, "sandbox workers in all; 0 uses one per available CPU")
-    timeout_s: float = opt(5.0, "wall-clock limit per program run (seed 002: 5 s)")
-    memory_mb: int = opt(1024, "address-space limit per program in MiB")
-    max_processes: int = opt(32, "process/thread cap per sandbox")
-    max_output_bytes: int = opt(65536, "captured stdout/stderr per run; the rest is discarded")
-    cache_size: int = opt(100_000, "results kept in the cache keyed by code, tests, verifier and limits")
-    max_in_flight: int = opt(0, "batches a pool accepts before callers wait (back-pressure); 0 means 2 per worker")
-    compile_timeout_s: float = opt(20.0, "wall-clock limit per compilation (C, C++, Rust, Go)")
-    compile_memory_mb: int = opt(4096, "address-space limit per compiler process in MiB")
-    scratch_mb: int = opt(256, "size of each sandbox's private scratch tmpfs (/scratch, /tmp) and largest file a program may write")
-    extract_code: bool = opt(True, "take the program from markdown fences when the code has any")
-
-    def validate(self) -> list[str]:
-        errs = [f"{key} must be positive, got {getattr(self, key)}"
-                for key in ("timeout_s", "memory_mb", "max_processes", "max_output_bytes", "compile_timeout_s",
-                            "compile_memory_mb", "scratch_mb") if getattr(self, key) <= 0]
-        errs += [f"{key} must be >= 0, got {getattr(self, key)}"
-                 for key in ("workers", "cache_size", "max_in_flight") if getattr(self, key) < 0]
         return errs
 
 
@@ -377,7 +353,7 @@ class PairRuleConfig:
     """Seed 002's pair rule (``halo_ray.pairs``), offline and on the stream."""
 
     min_gap: float = opt(0.1, "smallest test pass-rate gap that makes a preference pair; a gap of exactly this counts (seed 002: 0.1)")
-    score: str = opt("pass_rate", "what ranks a problem's responses: pass_rate (fraction of tests passed, seed 002) or the graduated reward", choices=("pass_rate", "reward"))
+    score: str = opt("pass_rate", "what ranks a problem's responses: pass_rate (fraction of tests passed, seed 002) or reward (the verifier's, under verifier.reward)", choices=("pass_rate", "reward"))
     max_pairs_per_problem: int = opt(0, "at most this many pairs per problem (widest gaps first, distinct responses first); 0 keeps every pair (seed 002)")
 
     def validate(self) -> list[str]:

@@ -18,6 +18,7 @@ from halo_ray.bench.score import verify_record
 from halo_ray.errors import SandboxError
 from halo_ray.samples import SCORED_SCHEMA
 from halo_ray.sections import RaftConfig
+from halo_ray.verifiers.verdicts import FAILED, UNSCORED
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,9 @@ def score_rollouts(table: pa.Table, problems: Mapping[str, Mapping], verify) -> 
         problems: problem dicts by id (the ids are the batch's ``prompt_id``).
         verify: ``callable(records) -> results`` (``halo_ray.verifiers`` result dicts, in order).
     Returns:
-        A ``ScoredBatch``: the batch plus verdict, reward, reward components, pass rate and time.
-        A sample the sandbox could not run (infrastructure) gets verdict ``FAILED`` and no reward.
+        A ``ScoredBatch``: the batch plus verdict, reward, reward components, pass rate, test counts,
+        warnings flag and time. A sample the sandbox could not run (infrastructure) gets verdict
+        ``FAILED``, reward 0 and no reward components (no judgement; every selection sets it apart).
     """
     rows = table.to_pylist()
     records = [verify_record(problems[r["prompt_id"]], r["completion"], f"{r['prompt_id']}#{r['sample_index']}")
@@ -40,11 +42,12 @@ def score_rollouts(table: pa.Table, problems: Mapping[str, Mapping], verify) -> 
         results = verify(records) if records else []
     except SandboxError as exc:  # infrastructure, never the model's failure: counted as failed
         log.error("verification failed for %d samples: %s", len(records), exc)
-        results = [dict(verdict="FAILED", reward=0.0, pass_rate=0.0) for _ in records]
+        results = [dict(verdict=FAILED, reward=0.0, reward_components={}, pass_rate=0.0) for _ in records]
     for row, res in zip(rows, results):
         row.update(verdict=res["verdict"], reward=float(res["reward"]), pass_rate=float(res["pass_rate"]),
                    reward_components={k: float(v) for k, v in (res.get("reward_components") or {}).items()},
-                   verify_s=float(res.get("duration_s", 0.0)))
+                   tests_passed=int(res.get("tests_passed") or 0), tests_total=int(res.get("tests_total") or 0),
+                   warnings=bool(res.get("warnings")), verify_s=float(res.get("duration_s", 0.0)))
     return pa.Table.from_pylist(rows, schema=SCORED_SCHEMA)
 
 
@@ -63,7 +66,7 @@ def select(rows: list[dict], cfg: RaftConfig) -> tuple[list[dict], dict]:
     counts = dict(generated=len(rows), kept=0, filtered=0, stale=0, failed=0, duplicates=0, fallback=0)
     fresh = []
     for r in rows:
-        if r["verdict"] == "FAILED":
+        if r["verdict"] in UNSCORED:
             counts["failed"] += 1
         else:
             fresh.append(r)

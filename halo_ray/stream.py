@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from halo_ray.verifiers.verdicts import UNSCORED
+
 
 def prompt_at(prompt_ids: Sequence[str], position: int, seed: int) -> str:
     """The prompt id at ``position`` of the stream's order: epoch e is a seeded permutation of the ids."""
@@ -198,7 +200,7 @@ class StreamBuffer:
 
 
 def group_rows(rows: Sequence[dict[str, Any]], positions: dict[str, int], now: float = 0.0) -> tuple[list[Group], dict[int, int]]:
-    """Split a scored chunk's rows into groups by prompt; FAILED samples are set apart.
+    """Split a scored chunk's rows into groups by prompt; FAILED samples (``UNSCORED``) are set apart.
 
     Args:
         rows: scored samples (``prompt_id``, ``policy_version``, ``policy_version_last``, ``verdict``...).
@@ -210,7 +212,7 @@ def group_rows(rows: Sequence[dict[str, Any]], positions: dict[str, int], now: f
     by_pid: dict[str, list] = {pid: [] for pid in positions}
     failed = {pos: 0 for pos in positions.values()}
     for r in rows:
-        if r.get("verdict") == "FAILED":
+        if r.get("verdict") in UNSCORED:
             failed[positions[r["prompt_id"]]] += 1
         else:
             by_pid[r["prompt_id"]].append(r)

@@ -7,7 +7,8 @@ from halo_ray.bench.compare import compare_results, load_result, paired_test, re
 from halo_ray.bench.passk import PassAtKError, parse_ks, pass_at_k
 from halo_ray.bench.report import write_report
 from halo_ray.bench.run import benchmark_from_config, run_benchmark
-from halo_ray.bench.score import VERDICTS, build_program, score_results, verify_record
+from halo_ray.bench.score import build_program, score_results, verify_record
+from halo_ray.verifiers.verdicts import VERDICTS
 
 __all__ = [
     "VERDICTS", "PassAtKError", "benchmark_from_config", "build_program", "compare_results", "load_result",

@@ -11,11 +11,18 @@ import html
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from halo_ray.bench.score import VERDICTS
+from halo_ray.verifiers.verdicts import JUDGED, VERDICTS
 from halo_ray.io import atomic_write, write_json
 
-VERDICT_COLOURS = {"SUCCESS": "#2ca02c", "WRONG_OUTPUT": "#ff7f0e", "RUNTIME_ERROR": "#d62728",
-                   "TIMEOUT": "#9467bd", "SYNTAX_ERROR": "#7f7f7f"}
+VERDICT_COLOURS = dict(zip(VERDICTS, ("#2ca02c", "#ff7f0e", "#d62728", "#9467bd", "#7f7f7f", "#bcbd22", "#17becf")))
+
+
+def shown_verdicts(stages: Sequence[Mapping]) -> list[str]:
+    """The verdicts a report shows: the judge's five always, the others (UNTESTED, FAILED, unknown ones
+    from older files) only where some stage has them, so tables do not grow columns of zeros."""
+    counts = [s["verdicts"] for s in stages]
+    extra = sorted({v for c in counts for v in c} - set(VERDICTS))
+    return [v for v in (*VERDICTS, *extra) if v in JUDGED or any(c.get(v) for c in counts)]
 
 
 def _pyplot():
@@ -62,8 +69,7 @@ def plot_verdicts(stages: Sequence[Mapping], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(1.8 + 1.1 * len(stages), 3.6))
     names = [s["name"] for s in stages]
     bottom = [0.0] * len(stages)
-    extra = sorted({v for s in stages for v in s["verdicts"]} - set(VERDICTS))
-    for verdict in (*VERDICTS, *extra):
+    for verdict in shown_verdicts(stages):
         share = [s["verdicts"].get(verdict, 0) / max(sum(s["verdicts"].values()), 1) for s in stages]
         ax.bar(names, share, 0.6, bottom=bottom, label=verdict, color=VERDICT_COLOURS.get(verdict))
         bottom = [b + x for b, x in zip(bottom, share)]
@@ -143,10 +149,11 @@ def test_rows(comparison: Mapping) -> tuple[list[str], list[list[str]]]:
 
 def stage_rows(comparison: Mapping) -> tuple[list[str], list[list[str]]]:
     ks = list(comparison["stages"][0]["pass_at_k"])
-    header = ["stage", "model", "subset", "problems", "samples", *[f"pass@{k}" for k in ks], "compile rate", *VERDICTS]
+    verdicts = shown_verdicts(comparison["stages"])
+    header = ["stage", "model", "subset", "problems", "samples", *[f"pass@{k}" for k in ks], "compile rate", *verdicts]
     rows = [[s["name"], str(s["model"]), str(s.get("subset", "?")), str(s["problems"]), str(s["samples"]),
              *[_fmt(s["pass_at_k"].get(k)) for k in ks], _fmt(s["compile_rate"]),
-             *[str(s["verdicts"].get(v, 0)) for v in VERDICTS]] for s in comparison["stages"]]
+             *[str(s["verdicts"].get(v, 0)) for v in verdicts]] for s in comparison["stages"]]
     return header, rows
 
 

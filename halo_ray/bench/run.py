@@ -102,7 +102,7 @@ def run_benchmark(config, problems: Sequence[Mapping], generate_fn: GenerateFn |
     grouped: dict[str, list[dict]] = {}
     for sample, record in zip(samples, records):
         grouped.setdefault(sample["prompt_id"], []).append(results[record["id"]])
-    settings = {"verifier": config.verifier.name, "timeout_s": config.verifier.timeout_s}
+    settings = {"verifier": config.verifier.name, "reward": config.verifier.reward, "timeout_s": config.verifier.timeout_s}
     if generation_s is not None:
         r = config.rollout
         settings.update(samples_per_prompt=r.samples_per_prompt, temperature=r.temperature, top_p=r.top_p,

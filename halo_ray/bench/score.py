@@ -11,17 +11,8 @@ from typing import Iterable, Mapping, Sequence
 
 from halo_ray.bench.passk import PassAtKError, pass_at_k
 from halo_ray.errors import DataError
-
-# Seed 002's error taxonomy, in the order reports show it.
-VERDICTS = ("SUCCESS", "WRONG_OUTPUT", "RUNTIME_ERROR", "TIMEOUT", "SYNTAX_ERROR")
-
-_FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.S)
-
-
-def strip_fences(text: str) -> str:
-    """The first fenced code block of a Markdown answer (to its end if unclosed), else ``text``."""
-    match = _FENCE.search(text)
-    return match.group(1) if match else text
+from halo_ray.verifiers.base import LANGUAGES, extract_code
+from halo_ray.verifiers.verdicts import SUCCESS, SYNTAX_ERROR, VERDICTS
 
 
 def _definition(code: str, entry_point: str, language: str) -> re.Match | None:
@@ -35,7 +26,8 @@ def _definition(code: str, entry_point: str, language: str) -> re.Match | None:
 def build_program(problem: Mapping, completion: str) -> str:
     """The program to verify, HumanEval style.
 
-    The completion is first reduced to its fenced code block when it has one. If the prompt defines
+    The completion is first reduced to its fenced code block when it has one (the block tagged with
+    the problem's language, else the first: ``halo_ray.verifiers.extract_code``). If the prompt defines
     the entry point and the completion does not, the completion continues the prompt (prompt +
     completion). If the completion defines the entry point itself, it replaces the prompt's
     definition but keeps what the prompt put before it (imports, helper functions). Otherwise (no
@@ -47,10 +39,10 @@ def build_program(problem: Mapping, completion: str) -> str:
     Returns:
         The source code handed to the verifier.
     """
-    body = strip_fences(completion)
+    language = problem.get("language") or "python"
+    body = extract_code(completion, LANGUAGES.get(str(language).lower(), str(language)))
     entry = problem.get("entry_point") or ""
     prompt = problem.get("prompt") or ""
-    language = problem.get("language") or "python"
     if not entry:
         return body
     in_prompt = _definition(prompt, entry, language)
@@ -92,7 +84,7 @@ def _summary(rows: Sequence[dict], results: Iterable[Mapping], ks: Sequence[int]
         "samples": samples,
         "pass_at_k": {str(k): fmean(row["pass_at_k"][str(k)] for row in rows) for k in ks},
         "verdicts": verdicts,
-        "compile_rate": (samples - verdicts["SYNTAX_ERROR"]) / samples,
+        "compile_rate": (samples - verdicts[SYNTAX_ERROR]) / samples,
         "reward_mean": fmean(rewards) if rewards else None,
     }
 
@@ -102,7 +94,8 @@ def score_results(problems: Sequence[Mapping], results_by_problem: Mapping[str, 
                   settings: Mapping | None = None) -> dict:
     """Turn per-sample verifier results, grouped by problem, into the results.json structure.
 
-    A sample is correct only when its verdict is SUCCESS (compiling is not passing).
+    A sample is correct only when its verdict is SUCCESS (compiling is not passing; UNTESTED, a
+    program with nothing to check, is not either). ``verdicts`` lists every verdict of the taxonomy.
 
     Args:
         problems: problem records (``id``, optional ``metadata.category`` / ``source``), in report order.
@@ -133,7 +126,7 @@ def score_results(problems: Sequence[Mapping], results_by_problem: Mapping[str, 
     for problem in problems:
         results = results_by_problem[problem["id"]]
         n = len(results)
-        c = sum(1 for r in results if r["verdict"] == "SUCCESS")
+        c = sum(1 for r in results if r["verdict"] == SUCCESS)
         try:
             by_k = {str(k): pass_at_k(n, c, k) for k in ks}
         except PassAtKError as exc:

@@ -10,6 +10,9 @@ import time
 
 def register(sub) -> None:
     from halo_ray.verifiers import VERIFIERS
+    from halo_ray.verifiers.base import auto_rewards_text
+    from halo_ray.verifiers.reward import CHOICES, reward_table
+    from halo_ray.verifiers.verdicts import MEANING
 
     names = VERIFIERS.names()
     parser = sub.add_parser(
@@ -17,10 +20,14 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Input records (JSONL or Parquet): id, language (python by default; c, cpp, rust, go), code, and either tests "
                     "(Python run after the code), test_cases ([{\"input\", \"output\"}]) or neither (compile and "
-                    "run only); optional entry_point and verifier. Sample records from `halo-ray generate` (prompt_id, "
+                    "run only: UNTESTED); optional entry_point and verifier. Sample records from `halo-ray generate` (prompt_id, "
                     "sample_index, completion and the problem's fields) are verified as they are. Unknown fields "
-                    "are ignored. Output: one record per input, in input order: id, verdict, reward, pass_rate, duration_s, detail, "
-                    "reward_components, warnings.\n\nverifiers:\n"
+                    "are ignored. Output: one record per input, in input order: id, verdict, reward, pass_rate, "
+                    "tests_passed, tests_total, duration_s, detail, reward_components (they sum to reward), warnings."
+                    "\n\nverdicts:\n" + "\n".join(f"  {v:13} {m}" for v, m in MEANING.items())
+                    + "\n\nrewards (--reward, verifier.reward), by verdict:\n" + "\n".join(f"  {line}" for line in reward_table(markdown=False))
+                    + f"\n  auto (the default): {auto_rewards_text()}."
+                    "\n\nverifiers:\n"
                     + "\n".join(f"  {name:10} {VERIFIERS.doc(name)}" for name in names))
     parser.add_argument("--input", required=True, metavar="IN", help="records to verify, .jsonl or .parquet "
                         "(programs, or the samples `halo-ray generate` writes)")
@@ -30,6 +37,8 @@ def register(sub) -> None:
     parser.add_argument("--timeout", type=float, metavar="S", help="wall-clock limit per program run in seconds (default 5)")
     parser.add_argument("--verifier", choices=names, metavar="NAME",
                         help=f"default verifier for records without one (default auto; one of: {', '.join(names)})")
+    parser.add_argument("--reward", choices=CHOICES, metavar="SCHEME",
+                        help=f"reward scheme (default auto; one of: {', '.join(CHOICES)}; table above)")
     parser.set_defaults(func=run)
 
 
@@ -91,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
     from halo_ray.errors import ConfigError, DataError
     from halo_ray.cli.progress import Progress
     from halo_ray.io import check_table_suffix
-    from halo_ray.sections import VerifierConfig
+    from halo_ray.verifiers.config import VerifierConfig
     from halo_ray.verifiers import verify_batch
     from halo_ray.verifiers.pool import plan_request
 
-    shortcuts = {"workers": args.workers, "timeout_s": args.timeout, "name": args.verifier}
+    shortcuts = {"workers": args.workers, "timeout_s": args.timeout, "name": args.verifier, "reward": args.reward}
     cfg = from_dict(VerifierConfig, {k: v for k, v in shortcuts.items() if v is not None}, source="command line")
     check_table_suffix(args.output, "output")
     numbered = read_input(args.input)

@@ -14,7 +14,6 @@ import gzip
 import json
 import logging
 import os
-import re
 import socket
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,6 +23,7 @@ from typing import Callable
 from halo_ray.data.schema import PROBLEM_FIELDS, Problem, check_problem, iter_file
 from halo_ray.errors import ConfigError, DataError
 from halo_ray.registry import Registry
+from halo_ray.verifiers.base import LANGUAGES, code_blocks
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,6 @@ def load_mbpp_sanitized(opts: SourceOptions) -> list[Problem]:
 
 
 CODEFORCES_HUB = ("open-r1/codeforces-cots", "solutions")
-CPP_FENCE = re.compile(r"```(?:cpp|c\+\+)\s*\n(.*?)```", re.DOTALL)
 
 
 @SOURCES.register("demo")
@@ -263,9 +262,9 @@ def _codeforces_problem(raw: dict) -> Problem:
     cases = [{"input": str(ex.get("input", "")), "output": str(ex.get("output", ""))} for ex in examples]
     metadata = {key: raw[key] for key in ("contest_id", "index", "title", "time_limit", "memory_limit", "rating")
                 if raw.get(key) is not None}
-    match = CPP_FENCE.search(raw.get("generation") or "")
-    if match:
-        metadata["canonical_solution"] = match.group(1)
+    solution = next((body for tag, body in code_blocks(raw.get("generation") or "") if LANGUAGES.get(tag) == "cpp"), None)
+    if solution is not None:
+        metadata["canonical_solution"] = solution
     return Problem(id=f"codeforces/{pid}", prompt=prompt, test_cases=cases or None, language="cpp",
                    source="codeforces_cpp", metadata=metadata)
 

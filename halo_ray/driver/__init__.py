@@ -20,7 +20,8 @@ import ray
 
 from halo_ray.errors import ClusterError
 from halo_ray.samples import concat
-from halo_ray.sections import BenchmarkJobConfig, ClusterConfig, GenerateConfig, ModelConfig, RolloutConfig, VerifierConfig
+from halo_ray.sections import BenchmarkJobConfig, ClusterConfig, GenerateConfig, ModelConfig, RolloutConfig
+from halo_ray.verifiers.config import VerifierConfig
 
 log = logging.getLogger(__name__)
 

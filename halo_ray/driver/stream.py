@@ -22,9 +22,9 @@ from halo_ray.bench.score import score_results
 from halo_ray.driver import RolloutGroup
 from halo_ray.errors import ConfigError
 from halo_ray.samples import EVAL_COLUMNS, concat
-from halo_ray.sections import EvalConfig, RolloutConfig, StreamConfig, VerifierConfig
+from halo_ray.sections import EvalConfig, RolloutConfig, StreamConfig
 from halo_ray.stream import StreamBuffer, StreamState, group_rows, prompt_at
-from halo_ray.verifiers import VERDICTS
+from halo_ray.verifiers import SUCCESS, VERDICTS, VerifierConfig
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +387,7 @@ def stream_metrics(rows: list[dict], stream: "Stream", rollout, verifiers, wall_
         "rollout/truncated_fraction": sum(x["finish_reason"] == "length" for x in rows) / n,
         "verify/reward_mean": sum(rewards) / n, "verify/reward_min": rewards[0], "verify/reward_max": rewards[-1],
         "verify/reward_median": rewards[len(rewards) // 2],
-        "verify/pass_fraction": sum(x["verdict"] == "SUCCESS" for x in rows) / n,
+        "verify/pass_fraction": sum(x["verdict"] == SUCCESS for x in rows) / n,
         "stream/wait_s": wait_s, "stream/samples_per_s": len(rows) / max(window_s, 1e-9),
         **{f"stream/{k}": v for k, v in state.counts.items()},
         "stream/stale_groups": state.stale_groups, "stream/filtered_groups": state.filtered_groups,

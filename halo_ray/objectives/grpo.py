@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from halo_ray.config import opt
 from halo_ray.objectives import OBJECTIVES
+from halo_ray.verifiers.reward import SCHEMES
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 AGGREGATIONS = ("token", "sequence", "constant")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 OVERLONG = ("keep", "mask", "penalty")
-REWARDS = ("graduated", "pass_fail", "pass_rate")
+REWARDS = ("verifier", *SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class GRPOConfig:
     overlong: str = opt("keep", "completions cut at max_new_tokens: keep, mask (no loss, DAPO's overlong filtering) or penalty (DAPO's soft overlong punishment added to the reward)", choices=OVERLONG)
     overlong_buffer: int = opt(0, "penalty: the last this many tokens before max_new_tokens ramp the penalty from 0 to overlong_penalty (DAPO's L_cache); 0 penalises only cut completions")
     overlong_penalty: float = opt(1.0, "penalty: reward subtracted from a completion cut at max_new_tokens (the ramp's end)")
-    reward: str = opt("graduated", "reward the advantages use: graduated (the verifier's reward, seed 000), pass_fail (1 if the verdict is SUCCESS else 0) or pass_rate (fraction of tests passed)", choices=REWARDS)
+    reward: str = opt("verifier", "reward the advantages use: verifier (the verifier's reward, under verifier.reward) or a scheme of that table recomputed from each sample's verdict and test counts: graduated, pass_rate (fraction of tests passed) or pass_fail (1 on SUCCESS, else 0)", choices=REWARDS)
 
     def validate(self) -> list[str]:
         errs = []

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from halo_ray.sections import VerifierConfig
+from halo_ray.verifiers.config import VerifierConfig
 from halo_ray.srl.execute import SANDBOX, execute_many
 from halo_ray.srl.reward import SRLRewardConfig, score
 from halo_ray.srl.tasks import Task

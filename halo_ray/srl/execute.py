@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Sequence
 
-from halo_ray.sections import VerifierConfig
+from halo_ray.verifiers.config import VerifierConfig
+from halo_ray.verifiers.verdicts import NOT_APPLIED, SUCCESS
 from halo_ray.srl.actions import apply_action
 from halo_ray.srl.tasks import Task
 from halo_ray.srl.trace import Action
@@ -135,7 +136,7 @@ def execute_many(pairs: Sequence[tuple[Task, Action]], cfg: VerifierConfig = SAN
     for i, (task, action) in enumerate(pairs):
         files, report = apply_action(action, task.files)
         applied = report.pop("ok")
-        report = {"task": task.id, "applied": applied, **report, "verdict": "NOT_APPLIED", "pass_rate": 0.0,
+        report = {"task": task.id, "applied": applied, **report, "verdict": NOT_APPLIED, "pass_rate": 0.0,
                   "detail": "; ".join(report["errors"]) or ("" if applied else "the pattern matched nothing in scope"),
                   "duration_s": 0.0}
         reports.append(report)
@@ -148,7 +149,7 @@ def execute_many(pairs: Sequence[tuple[Task, Action]], cfg: VerifierConfig = SAN
         if result is not None:
             report.update(verdict=result["verdict"], pass_rate=result["pass_rate"], detail=result["detail"],
                           duration_s=result["duration_s"])
-        out.append(Execution(success=report["verdict"] == "SUCCESS", env_report=report))
+        out.append(Execution(success=report["verdict"] == SUCCESS, env_report=report))
     return out
 
 

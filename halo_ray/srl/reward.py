@@ -24,6 +24,7 @@ from halo_ray.config import opt
 from halo_ray.errors import DataError
 from halo_ray.srl.embed import LEXICAL, make_embedder
 from halo_ray.srl.trace import STATE_KEYS, Action, StateUpdate, Trace, TraceError, parse_trace
+from halo_ray.verifiers.verdicts import SUCCESS, SYNTAX_ERROR, WRONG_OUTPUT
 
 COMPONENTS = ("total", "action", "state", "think", "brevity_penalty", "malformed")
 
@@ -207,10 +208,10 @@ def score_records(records: list[dict], config: SRLRewardConfig | None = None, *,
             raise DataError(f"record {rid!r}: teacher_trace does not parse ({exc})") from None
         parts, parsed = _breakdown(student, teacher_trace, cfg, embedder)
         if parsed is None:
-            verdict, f1 = "SYNTAX_ERROR", 0.0
+            verdict, f1 = SYNTAX_ERROR, 0.0
         else:
             f1 = action_f1(parsed.action, teacher_trace.action)
-            verdict = "SUCCESS" if f1 == 1.0 else "WRONG_OUTPUT"
+            verdict = SUCCESS if f1 == 1.0 else WRONG_OUTPUT
         results.append({"id": rid, "verdict": verdict, "reward": parts["total"], "pass_rate": f1,
                         "reward_components": {k: float(parts[k]) for k in COMPONENTS},
                         "duration_s": round(time.perf_counter() - start, 6), "detail": parts["reason"],

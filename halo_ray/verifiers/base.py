@@ -1,7 +1,9 @@
-"""What every verifier shares: the registry, verdicts, the graduated reward, code extraction.
+"""What every verifier shares: the registry, code extraction, sanitizing a judgement and scoring it.
 
 A verifier turns one input record into a sandbox request (``plan``); the sandbox worker runs it
-and judges it; ``score`` turns the worker's judgement into the output record.
+and judges it; ``score`` turns the worker's judgement, sanitized on the host, into the output
+record under the request's reward scheme (``halo_ray.verifiers.reward``). The verdicts are listed
+once, in ``halo_ray.verifiers.verdicts``.
 """
 
 from __future__ import annotations
@@ -11,25 +13,39 @@ from typing import TYPE_CHECKING
 
 from halo_ray.errors import DataError
 from halo_ray.registry import Registry
+from halo_ray.verifiers.reward import final_verdict, scheme_reward
+from halo_ray.verifiers.verdicts import JUDGED, RUNTIME_ERROR, VERDICTS
 
 if TYPE_CHECKING:
-    from halo_ray.sections import VerifierConfig
+    from halo_ray.verifiers.config import VerifierConfig
 
 VERIFIERS: Registry = Registry("verifier")
 
-# Seed 002's error taxonomy; a compile failure is a SYNTAX_ERROR, warnings are a separate flag.
-VERDICTS = ("SUCCESS", "WRONG_OUTPUT", "RUNTIME_ERROR", "TIMEOUT", "SYNTAX_ERROR")
-
-# Seed 000's graduated rewards.
-REWARD_SYNTAX_ERROR = 0.0
-REWARD_WARNINGS = 0.3
-REWARD_CLEAN = 0.5
-REWARD_WRONG_OUTPUT = 0.7
-REWARD_CORRECT = 1.0
-
 LANGUAGES = {"python": "python", "py": "python", "python3": "python", "c": "c", "cpp": "cpp", "c++": "cpp",
              "cxx": "cpp", "rust": "rust", "rs": "rust", "go": "go", "golang": "go"}
-_FENCE = re.compile(r"```[ \t]*([\w+#-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+# An opening fence: three backticks, an optional language tag, the rest of the info line (no backticks,
+# as CommonMark requires); the block runs to the closing fence or, cut at max tokens, to the end.
+_FENCE = re.compile(r"```[ \t]*([\w+#-]*)[^\n`]*\n(.*?)(?:```|\Z)", re.S)
+
+
+def auto_rewards() -> dict[str, list[str]]:
+    """Scheme -> the registered verifiers whose ``verifier.reward: auto`` it is, in registration order.
+
+    Verifiers that dispatch by language (``auto``, ``stdio``) are left out: they take the scheme of
+    the verifier each record goes to.
+    """
+    out: dict[str, list[str]] = {}
+    for name in VERIFIERS:
+        impl = VERIFIERS.get(name)()
+        if not hasattr(impl, "delegate"):
+            out.setdefault(impl.default_reward({}), []).append(name)
+    return out
+
+
+def auto_rewards_text() -> str:
+    """``auto_rewards`` in words, for help texts."""
+    parts = [f"{scheme} for {', '.join(names)}" for scheme, names in sorted(auto_rewards().items())]
+    return "; ".join(parts) + "; auto and stdio by each record's language"
 
 
 def language_of(record: dict) -> str:
@@ -41,15 +57,23 @@ def language_of(record: dict) -> str:
     return LANGUAGES[raw]
 
 
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """The fenced blocks of a Markdown text as ``(tag, body)``, in order; ``tag`` is lower-case, maybe empty.
+
+    An unterminated last fence (a completion cut at max tokens) runs to the end of the text. This is
+    the project's one fence reader: verifiers, the benchmark and the data sources all use it.
+    """
+    if "```" not in text:
+        return []
+    return [(tag.lower(), body) for tag, body in _FENCE.findall(text)]
+
+
 def extract_code(text: str, language: str = "python") -> str:
     """The program inside markdown fences, if ``text`` has any; otherwise ``text`` itself.
 
-    Picks the first fenced block tagged with ``language`` (or an alias), else the first block; an
-    unterminated last fence (a completion cut at max tokens) runs to the end of the text.
+    Picks the first fenced block tagged with ``language`` (or an alias), else the first block.
     """
-    if "```" not in text:
-        return text
-    blocks = [(tag.lower(), body) for tag, body in _FENCE.findall(text)]
+    blocks = code_blocks(text)
     if not blocks:
         return text
     for tag, body in blocks:
@@ -96,8 +120,8 @@ def _count(value: object, cap: int = 1_000_000) -> int:
 
 def sanitize(raw: object) -> dict:
     """A judge's raw result reduced to known fields of exact types; anything else is a RUNTIME_ERROR."""
-    if not isinstance(raw, dict) or raw.get("verdict") not in VERDICTS:
-        return {"verdict": "RUNTIME_ERROR", "passed": 0, "total": 0, "warnings": False,
+    if not isinstance(raw, dict) or raw.get("verdict") not in JUDGED:
+        return {"verdict": RUNTIME_ERROR, "passed": 0, "total": 0, "warnings": False,
                 "detail": "the sandbox returned a malformed result", "duration_s": 0.0}
     total = _count(raw.get("total"))
     duration = raw.get("duration_s")
@@ -106,23 +130,16 @@ def sanitize(raw: object) -> dict:
             "duration_s": float(duration) if type(duration) in (int, float) and 0 <= duration < 1e6 else 0.0}
 
 
-def score(raw: dict) -> dict:
-    """The output fields from a worker judgement: verdict, graduated reward, pass_rate, detail.
+def score(raw: dict, scheme: str) -> dict:
+    """The output fields from a worker judgement, on the host: verdict, reward under ``scheme`` and its parts.
 
-    Reward (seed 000): syntax error 0.0; a program that compiles but crashes or times out gets its
-    compile tier (0.3 with warnings, 0.5 clean); wrong output 0.7; correct 1.0. With nothing to
-    check (no tests, no cases) a clean run is worth its compile tier only.
+    The judge's verdict and counts are sanitized first; a SUCCESS with nothing checked becomes
+    UNTESTED. ``pass_rate`` is tests passed / tests (0 with none); ``reward_components`` sum to ``reward``.
     """
     raw = sanitize(raw)
-    verdict, warnings = raw["verdict"], raw["warnings"]
-    total, passed = int(raw.get("total") or 0), int(raw.get("passed") or 0)
-    compiled = REWARD_SYNTAX_ERROR if verdict == "SYNTAX_ERROR" else (REWARD_WARNINGS if warnings else REWARD_CLEAN)
-    if verdict == "SUCCESS":
-        reward = REWARD_CORRECT if total else compiled
-        pass_rate = 1.0
-    else:
-        reward = REWARD_WRONG_OUTPUT if verdict == "WRONG_OUTPUT" else compiled
-        pass_rate = passed / total if total else 0.0
-    return {"verdict": verdict, "reward": reward, "pass_rate": pass_rate,
-            "duration_s": round(float(raw.get("duration_s", 0.0)), 6), "detail": raw["detail"],
-            "reward_components": {"compile": compiled, "pass_rate": pass_rate}, "warnings": warnings}
+    total, passed, warnings = raw["total"], raw["passed"], raw["warnings"]
+    verdict = final_verdict(raw["verdict"], total)
+    reward, parts = scheme_reward(scheme, verdict, passed, total, warnings)
+    return {"verdict": verdict, "reward": reward, "pass_rate": passed / total if total else 0.0,
+            "tests_passed": passed, "tests_total": total, "duration_s": round(float(raw["duration_s"]), 6),
+            "detail": raw["detail"], "reward_components": parts, "warnings": warnings}

@@ -8,7 +8,7 @@ from halo_ray.errors import DataError
 from halo_ray.verifiers.base import VERIFIERS, language_of
 
 if TYPE_CHECKING:
-    from halo_ray.sections import VerifierConfig
+    from halo_ray.verifiers.config import VerifierConfig
 
 # The verifier each language gets under ``auto`` and ``stdio``.
 BY_LANGUAGE = {"python": "python", "c": "gcc", "cpp": "g++", "rust": "rust", "go": "go"}
@@ -20,6 +20,9 @@ class AutoVerifier:
 
     def delegate(self, record: dict):
         return VERIFIERS.get(BY_LANGUAGE[language_of(record)])()
+
+    def default_reward(self, record: dict) -> str:
+        return self.delegate(record).default_reward(record)
 
     def available(self) -> str | None:
         return None

@@ -1,4 +1,4 @@
-"""Compiled-language verifiers: gcc, g++, clang, clang++, rustc, go, with seed 000's graduated rewards.
+"""Compiled-language verifiers: gcc, g++, clang, clang++, rustc, go (graduated rewards by default, seed 000).
 
 The program is compiled inside the sandbox (compile limits from the config), then run once per
 stdin/stdout test case, or once with empty input when there are none. A compile failure, including
@@ -18,7 +18,7 @@ from halo_ray.errors import ConfigError
 from halo_ray.verifiers.base import VERIFIERS, record_cases, record_code
 
 if TYPE_CHECKING:
-    from halo_ray.sections import VerifierConfig
+    from halo_ray.verifiers.config import VerifierConfig
 
 # Compilers start many processes and threads (cc1, as, ld; Go's and rustc's thread pools).
 COMPILE_MAX_PROCESSES = 256
@@ -39,13 +39,17 @@ def _rust_sysroot() -> str | None:
 
 
 class NativeVerifier:
-    """Compile and run a program; stdin/stdout test cases optional (graduated rewards)."""
+    """Compile and run a program; stdin/stdout test cases optional (graduated rewards by default)."""
 
     language = "c"
     tool = "gcc"
     source = "main.c"
     flags: tuple[str, ...] = ("-Wall", "-o", "prog", "main.c", "-lm")
     warning_markers: tuple[str, ...] = ("warning:",)
+
+    def default_reward(self, record: dict) -> str:
+        """The scheme ``verifier.reward: auto`` means here: seed 000's table, written for compile-and-run."""
+        return "graduated"
 
     def executable(self) -> str | None:
         path = shutil.which(self.tool)
@@ -81,7 +85,7 @@ VERIFIERS.register("gcc")(NativeVerifier)
 
 @VERIFIERS.register("g++")
 class GppVerifier(NativeVerifier):
-    """C++ with g++ -Wall -std=c++17; stdin/stdout test cases optional (graduated rewards)."""
+    """C++ with g++ -Wall -std=c++17; stdin/stdout test cases optional (graduated rewards by default)."""
 
     language, tool, source = "cpp", "g++", "main.cpp"
     flags = ("-Wall", "-std=c++17", "-o", "prog", "main.cpp")
@@ -89,14 +93,14 @@ class GppVerifier(NativeVerifier):
 
 @VERIFIERS.register("clang")
 class ClangVerifier(NativeVerifier):
-    """C with clang -Wall; stdin/stdout test cases optional (graduated rewards)."""
+    """C with clang -Wall; stdin/stdout test cases optional (graduated rewards by default)."""
 
     tool = "clang"
 
 
 @VERIFIERS.register("clang++")
 class ClangppVerifier(GppVerifier):
-    """C++ with clang++ -Wall -std=c++17; stdin/stdout test cases optional (graduated rewards)."""
+    """C++ with clang++ -Wall -std=c++17; stdin/stdout test cases optional (graduated rewards by default)."""
 
     tool = "clang++"
 

@@ -21,9 +21,10 @@ from halo_ray.errors import ConfigError, SandboxError
 from halo_ray.sandbox import SandboxWorker
 from halo_ray.verifiers.native import COMPILE_MAX_PROCESSES
 from halo_ray.verifiers.base import VERIFIERS, limits, score
+from halo_ray.verifiers.reward import resolve
 
 if TYPE_CHECKING:
-    from halo_ray.sections import VerifierConfig
+    from halo_ray.verifiers.config import VerifierConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,17 @@ def available_cpus() -> int:
 
 
 def plan_request(record: dict, cfg: VerifierConfig, impl: Callable[[str], object] | None = None) -> dict:
-    """The sandbox request (plan plus limits) for one record; DataError/ConfigError when malformed."""
+    """The sandbox request (plan, limits, reward scheme) for one record; DataError/ConfigError when malformed."""
     name = record.get("verifier") or cfg.name
     if not isinstance(name, str):
         raise ConfigError(f"record {record.get('id')!r}: 'verifier' must be a string")
     VERIFIERS.check(name, f"record {record.get('id')!r}")
-    req = (impl or (lambda n: VERIFIERS.get(n)()))(name).plan(record, cfg)
+    verifier = (impl or (lambda n: VERIFIERS.get(n)()))(name)
+    req = verifier.plan(record, cfg)
     req["limits"] = limits(cfg)
-    req["verifier"] = name  # part of the cache key; the worker ignores it
+    # Part of the cache key, ignored by the worker: the scheme changes the result, never the judgement.
+    req["verifier"] = name
+    req["reward"] = resolve(cfg.reward, verifier.default_reward(record))
     return req
 
 
@@ -60,6 +64,7 @@ class Verifier:
 
     def __init__(self, cfg: VerifierConfig):
         VERIFIERS.check(cfg.name, "verifier.name")
+        resolve(cfg.reward, "graduated")  # an unknown verifier.reward fails now, not at the first batch
         self.cfg = cfg
         self.workers = cfg.workers or available_cpus()
         self._impls: dict[str, object] = {}
@@ -94,14 +99,15 @@ class Verifier:
 
     @staticmethod
     def cache_key(req: dict) -> str:
-        """Key of a request: code, tests, cases, verifier plan and limits."""
+        """Key of a request: code, tests, cases, verifier plan, limits and reward scheme."""
         return hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()
 
     def verify(self, records: list[dict], progress: Callable[[int, int], None] | None = None) -> list[dict]:
         """Verify ``records``; returns one result dict per record, in input order.
 
-        Each result: ``id``, ``verdict``, ``reward``, ``pass_rate``, ``duration_s``, ``detail``,
-        ``reward_components``, ``warnings``. ``progress(done, total)`` is called as records finish.
+        Each result: ``id``, ``verdict``, ``reward`` (under ``cfg.reward``), ``pass_rate``,
+        ``tests_passed``, ``tests_total``, ``duration_s``, ``detail``, ``reward_components`` (summing to
+        ``reward``), ``warnings``. ``progress(done, total)`` is called as records finish.
         Malformed records raise DataError/ConfigError before anything runs; a sandbox that keeps
         failing raises SandboxError (infrastructure, never a verdict).
         """
@@ -166,7 +172,7 @@ class Verifier:
                     continue
                 if raw.get("replace_worker"):
                     worker = self._replace(worker, start=False)
-                return score(raw)
+                return score(raw, req["reward"])
         finally:
             self._idle.put(worker)
         raise AssertionError("unreachable")
@@ -209,11 +215,11 @@ def verify_batch(records: list[dict], cfg: VerifierConfig, progress: Callable[[i
         records: dicts with ``id``, ``code``, optional ``language`` (python, c, cpp, rust, go),
             ``tests`` (Python run after the code), ``test_cases`` (``[{"input", "output"}]``),
             ``entry_point``, ``verifier`` (overrides ``cfg.name``).
-        cfg: the verifier section (workers, limits, cache size).
+        cfg: the verifier section (workers, limits, reward scheme, cache size).
         progress: optional ``progress(done, total)`` callback.
     Returns:
-        One dict per record: ``id``, ``verdict``, ``reward``, ``pass_rate``, ``duration_s``,
-        ``detail``, ``reward_components``, ``warnings``.
+        One dict per record: ``id``, ``verdict``, ``reward``, ``pass_rate``, ``tests_passed``,
+        ``tests_total``, ``duration_s``, ``detail``, ``reward_components``, ``warnings``.
     """
     if not records:
         return []

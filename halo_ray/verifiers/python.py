@@ -17,7 +17,7 @@ from halo_ray.errors import DataError
 from halo_ray.verifiers.base import VERIFIERS, record_cases, record_code
 
 if TYPE_CHECKING:
-    from halo_ray.sections import VerifierConfig
+    from halo_ray.verifiers.config import VerifierConfig
 
 
 # Names of the hooks the rewritten tests call (in the judge, which the program never reaches); random per
@@ -112,6 +112,10 @@ class PythonTestsVerifier:
 
     language = "python"
     test_keys: tuple[str, ...] = ("tests",)
+
+    def default_reward(self, record: dict) -> str:
+        """The scheme ``verifier.reward: auto`` means here: a Python program has no compile tier to earn."""
+        return "pass_rate"
 
     def available(self) -> str | None:
         return None

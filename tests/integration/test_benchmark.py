@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from halo_ray.verifiers.verdicts import VERDICTS
+
 REPO = Path(__file__).resolve().parents[2]
 HALO_RAY = str(Path(sys.executable).with_name("halo-ray"))  # the console script a user runs
 CONFIG = str(REPO / "configs" / "benchmark.yaml")
 # configs/benchmark.yaml sampling (temperature 0.8, top-p 0.95, seed 42), made small.
 SAMPLES, KS, MAX_NEW = 4, "1,4", 24
 KEYS = {"model", "problems", "samples", "pass_at_k", "verdicts", "compile_rate", "timing", "by_category", "per_problem"}
-VERDICTS = {"SUCCESS", "WRONG_OUTPUT", "RUNTIME_ERROR", "TIMEOUT", "SYNTAX_ERROR"}
 
 
 def run(cmd: list[str], env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -70,7 +71,7 @@ def test_run_writes_the_results_schema(bench):
     assert set(report["pass_at_k"]) == {"1", "4"}
     assert all(0.0 <= v <= 1.0 for v in report["pass_at_k"].values())
     assert report["pass_at_k"]["1"] <= report["pass_at_k"]["4"]
-    assert set(report["verdicts"]) <= VERDICTS and sum(report["verdicts"].values()) == 4 * SAMPLES
+    assert set(report["verdicts"]) == set(VERDICTS) and sum(report["verdicts"].values()) == 4 * SAMPLES
     assert 0.0 <= report["compile_rate"] <= 1.0
     assert report["timing"]["generation_s"] > 0 and report["timing"]["verification_s"] > 0
     assert report["timing"]["total_s"] >= report["timing"]["generation_s"]

@@ -17,10 +17,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from halo_ray.verifiers.verdicts import JUDGED, VERDICTS
+
 REPO = Path(__file__).resolve().parents[2]
 HALO_RAY = str(Path(sys.executable).with_name("halo-ray"))
 TINY_DPO = str(REPO / "configs" / "tiny" / "dpo.yaml")
-VERDICTS = {"SUCCESS", "WRONG_OUTPUT", "RUNTIME_ERROR", "TIMEOUT", "SYNTAX_ERROR"}
 PROBLEMS = 24  # training problems of the preference run (dpo.max_problems)
 SFT_SETS = ["learner.lr=0.002", "learner.micro_batch_size=32", "learner.zero_stage=0"]
 
@@ -77,7 +78,7 @@ def test_prefs_scores_ten_responses_per_problem(prefs):
     by_problem: dict[str, list[dict]] = {}
     for rec in scored:
         by_problem.setdefault(rec["problem_id"], []).append(rec)
-        assert rec["verdict"] in VERDICTS and 0.0 <= rec["pass_rate"] <= 1.0
+        assert rec["verdict"] in JUDGED and 0.0 <= rec["pass_rate"] <= 1.0  # every problem has tests
         assert (rec["verdict"] == "SUCCESS") == (rec["pass_rate"] == 1.0)
     assert len(by_problem) == PROBLEMS
     assert all(sorted(r["sample_index"] for r in recs) == list(range(10)) for recs in by_problem.values())
@@ -150,7 +151,7 @@ def test_eval_compares_baseline_and_finetuned_through_the_benchmark(prefs, env, 
         assert result["samples"] == 10 * heldout["n"] and set(result["pass_at_k"]) == {"1", "10"}
         assert result["settings"]["top_p"] == 0.95 and result["settings"]["seed"] == 42
         assert result["timing"]["per_problem_s"] > 0 and 0 <= result["compile_rate"] <= 1
-        assert set(result["verdicts"]) <= VERDICTS
+        assert set(result["verdicts"]) == set(VERDICTS) and result["verdicts"]["UNTESTED"] == 0
         stage = next(s for s in summary["stages"] if s["name"] == name)
         assert stage["pass_at_k"] == result["pass_at_k"] and stage["verdicts"] == result["verdicts"]
         assert summary["time_per_problem_s"][name] == result["timing"]["per_problem_s"]

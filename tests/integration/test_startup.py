@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from halo_ray.verifiers.verdicts import JUDGED
+
 HALO_RAY = str(Path(sys.executable).with_name("halo-ray"))
 
 
@@ -126,7 +128,7 @@ def test_generate_on_a_spec_feeds_verify_directly(ray_session, tiny_model, tmp_p
 
     rows = pq.read_table(results).to_pylist()
     assert len(rows) == 4 and {r["sample_index"] for r in rows} == {0, 1}
-    assert all(r["verdict"] in ("SUCCESS", "WRONG_OUTPUT", "RUNTIME_ERROR", "TIMEOUT", "SYNTAX_ERROR") for r in rows)
+    assert all(r["verdict"] in JUDGED for r in rows)
     # the problem's tests travelled with the samples: a test-less record would only compile and run
     assert all(pq.read_table(samples).column("tests").to_pylist())
 

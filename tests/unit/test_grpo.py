@@ -232,16 +232,30 @@ def test_overlong_penalty_ramp():
     assert overlong_penalties(["stop", "length"], [10, 7], 10, 0, 1.0) == [0.0, 1.0]
 
 
-def test_reward_shaping():
-    rewards, verdicts, rates = [0.7, 1.0, 0.3], ["WRONG_OUTPUT", "SUCCESS", "SYNTAX_ERROR"], [0.5, 1.0, 0.0]
-    assert shape_rewards(rewards, verdicts, rates, "graduated") == [0.7, 1.0, 0.3]
-    assert shape_rewards(rewards, verdicts, rates, "pass_fail") == [0.0, 1.0, 0.0]
-    assert shape_rewards(rewards, verdicts, rates, "pass_rate") == [0.5, 1.0, 0.0]
+def test_reward_shaping_uses_the_verifiers_table():
+    # A wrong answer (1 of 2 tests), a success (2 of 2), a compile failure; the verifier's own rewards as given.
+    rewards, verdicts, passed, total = [0.25, 1.0, 0.0], ["WRONG_OUTPUT", "SUCCESS", "SYNTAX_ERROR"], [1, 2, 0], [2, 2, 2]
+    cols = (verdicts, passed, total, [True, False, False])
+    assert shape_rewards("verifier", rewards, *cols) == [0.25, 1.0, 0.0]
+    assert shape_rewards("graduated", rewards, *cols) == [0.7, 1.0, 0.0]
+    assert shape_rewards("pass_fail", rewards, *cols) == [0.0, 1.0, 0.0]
+    assert shape_rewards("pass_rate", rewards, *cols) == [0.5, 1.0, 0.0]
+    with pytest.raises(ValueError, match="known: verifier, graduated"):
+        shape_rewards("binary", rewards, *cols)
+    # A crash with warnings: graduated's lower compile tier, the same number the verifier gives under graduated.
+    from halo_ray.verifiers import score
+
+    crash = {"verdict": "RUNTIME_ERROR", "passed": 0, "total": 3, "warnings": True}
+    assert shape_rewards("graduated", [0.0], ["RUNTIME_ERROR"], [0], [3], [True]) == [score(crash, "graduated")["reward"]] == [0.3]
 
 
 def _scored(rows):
     cols = ("prompt_id", "reward", "verdict", "pass_rate", "finish_reason", "token_ids")
-    return pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)})
+    table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)})
+    ok = [r[2] == "SUCCESS" for r in rows]
+    return (table.append_column("tests_passed", pa.array([2 if o else 1 for o in ok], pa.int32()))
+            .append_column("tests_total", pa.array([2] * len(rows), pa.int32()))
+            .append_column("warnings", pa.array([False] * len(rows))))
 
 
 ROWS = [("p", 1.0, "SUCCESS", 1.0, "stop", [1, 2]), ("p", 0.7, "WRONG_OUTPUT", 0.5, "length", [1, 2, 3, 4]),
@@ -267,6 +281,8 @@ def test_prepare_groups_penalty_and_pass_fail_and_keep():
     assert counts["filtered_groups"] == 0 and counts["overlong_masked"] == 0
     with pytest.raises(DataError, match="finish_reason"):
         prepare_groups(_scored(ROWS).drop(["finish_reason"]), cfg, 4)
+    with pytest.raises(DataError, match="tests_passed"):  # a scheme is recomputed from the test counts
+        prepare_groups(_scored(ROWS).drop(["tests_passed"]), cfg, 4)
 
 
 # ---------------------------------------------------------------- TRL parity

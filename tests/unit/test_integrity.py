@@ -347,12 +347,12 @@ def test_host_etc_is_not_echoed(pool):
 @pytest.mark.parametrize("exc", ["AssertionError", "AssertionError('wrong')", "SystemExit(0)", "KeyboardInterrupt"])
 def test_an_exception_in_the_program_is_a_runtime_error_whatever_its_name(pool, exc):
     out = judge(pool, {"code": f"def f(x):\n    raise {exc}\n"})
-    assert (out["verdict"], out["reward"]) == ("RUNTIME_ERROR", 0.5), out
+    assert (out["verdict"], out["reward"]) == ("RUNTIME_ERROR", 0.0), out  # Python: pass_rate, nothing passed
 
 
 def test_a_failing_assertion_of_the_tests_is_wrong_output(pool):
     out = judge(pool, {"code": WRONG})
-    assert (out["verdict"], out["reward"], out["pass_rate"]) == ("WRONG_OUTPUT", 0.7, 0.0), out
+    assert (out["verdict"], out["reward"], out["pass_rate"]) == ("WRONG_OUTPUT", 0.0, 0.0), out
     assert out["detail"].startswith("AssertionError")
 
 

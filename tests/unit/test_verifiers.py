@@ -10,12 +10,13 @@ import subprocess
 import os
 import shutil
 import sys
+from dataclasses import replace
 
 import pytest
 
 from halo_ray.errors import ConfigError, DataError, SandboxError
-from halo_ray.sections import VerifierConfig
-from halo_ray.verifiers import VERIFIERS, Verifier, extract_code, verify_batch
+from halo_ray.verifiers import VERIFIERS, Verifier, VerifierConfig, extract_code, verify_batch
+from halo_ray.verifiers.pool import plan_request
 
 pytestmark = pytest.mark.skipif(not shutil.which("bwrap") or os.geteuid() != 0,
                                 reason="the sandbox needs bubblewrap (apt-get install bubblewrap) and root")
@@ -51,7 +52,26 @@ def test_python_asserts(verifier, code, verdict, pass_rate):
     out = one(verifier, code=code, tests=ADD_TESTS)
     assert out["verdict"] == verdict, out
     assert out["pass_rate"] == pytest.approx(pass_rate)
-    assert out["reward"] == {"SUCCESS": 1.0, "WRONG_OUTPUT": 0.7, "SYNTAX_ERROR": 0.0}.get(verdict, 0.5)
+    assert out["reward"] == pytest.approx(pass_rate)  # auto: pass_rate for Python, so a crash or a hang earns 0
+    assert out["reward_components"] == {"pass_rate": out["reward"]}
+    assert (out["tests_passed"], out["tests_total"]) == (round(pass_rate * 3), 3)
+
+
+@pytest.mark.parametrize("scheme,rewards", [
+    ("pass_rate", {"crash": 0.0, "wrong": 1 / 3, "timeout": 0.0, "ok": 1.0, "none": 0.0}),
+    ("pass_fail", {"crash": 0.0, "wrong": 0.0, "timeout": 0.0, "ok": 1.0, "none": 0.0}),
+    ("graduated", {"crash": 0.5, "wrong": 0.7, "timeout": 0.5, "ok": 1.0, "none": 0.5}),
+])
+def test_python_rewards_under_each_scheme(scheme, rewards):
+    # The same checks scored under each scheme; only graduated (chosen explicitly) pays a crash its tier.
+    records = {"crash": "def add(a, b):\n    return a + undefined\n", "wrong": "def add(a, b):\n    return a * b\n",
+               "timeout": "def add(a, b):\n    while True:\n        pass\n", "ok": "def add(a, b):\n    return a + b\n"}
+    batch = [{"id": k, "code": c, "tests": ADD_TESTS} for k, c in records.items()]
+    batch.append({"id": "none", "code": "def add(a, b):\n    return a + b\n"})  # nothing to check
+    out = verify_batch(batch, VerifierConfig(workers=2, timeout_s=1.0, reward=scheme))
+    assert {r["id"]: r["reward"] for r in out} == pytest.approx(rewards)
+    assert [r["verdict"] for r in out] == ["RUNTIME_ERROR", "WRONG_OUTPUT", "TIMEOUT", "SUCCESS", "UNTESTED"]
+    assert all(sum(r["reward_components"].values()) == r["reward"] for r in out), out
 
 
 def test_output_fields_and_order(verifier):
@@ -59,7 +79,8 @@ def test_output_fields_and_order(verifier):
     out = verifier.verify(records)
     assert [r["id"] for r in out] == list(range(6))
     assert [r["verdict"] for r in out] == ["SUCCESS", "WRONG_OUTPUT"] * 3
-    assert set(out[0]) == {"id", "verdict", "reward", "pass_rate", "duration_s", "detail", "reward_components", "warnings"}
+    assert set(out[0]) == {"id", "verdict", "reward", "pass_rate", "tests_passed", "tests_total", "duration_s", "detail",
+                           "reward_components", "warnings"}
     assert out[1]["detail"].startswith("AssertionError")
 
 
@@ -137,14 +158,21 @@ def test_graduated_rewards(verifier, name, language):
                for k, (c, t, *_rest) in cases.items()]
     for record, (key, (_c, _t, verdict, reward, warnings)) in zip(verifier.verify(records), cases.items()):
         assert (record["verdict"], record["reward"], record["warnings"]) == (verdict, reward, warnings), (key, record)
+        assert sum(record["reward_components"].values()) == record["reward"], (key, record)
+        assert set(record["reward_components"]) == {"compile", "run", "correct"}
 
 
-def test_clean_run_without_tests_earns_the_compile_tier(verifier):
+def test_a_clean_run_with_nothing_to_check_is_untested(verifier):
+    # Not SUCCESS: nothing was checked. Graduated (auto for C) pays the compile tier, as seed 000's
+    # compile-only verification does; pass_rate and pass_fail pay nothing.
     code = '#include <stdio.h>\nint main(void){puts("hi"); return 0;}\n'
     clean = one(verifier, language="c", code=code)
     warned = one(verifier, language="c", code=code.replace("{", "{int unused;", 1))
-    assert (clean["verdict"], clean["reward"], clean["warnings"]) == ("SUCCESS", 0.5, False)
-    assert (warned["verdict"], warned["reward"], warned["warnings"]) == ("SUCCESS", 0.3, True)
+    assert (clean["verdict"], clean["reward"], clean["warnings"]) == ("UNTESTED", 0.5, False)
+    assert (warned["verdict"], warned["reward"], warned["warnings"]) == ("UNTESTED", 0.3, True)
+    assert (clean["pass_rate"], clean["tests_total"]) == (0.0, 0)
+    strict = verify_batch([{"id": 1, "language": "c", "code": code}], VerifierConfig(workers=1, reward="pass_fail"))
+    assert (strict[0]["verdict"], strict[0]["reward"]) == ("UNTESTED", 0.0)
 
 
 @pytest.mark.parametrize("name,language,ok,bad", [
@@ -189,9 +217,9 @@ def test_config_reads_the_registry():
         from_dict(VerifierConfig, {"name": "gcx"})
     with pytest.raises(ConfigError, match="unknown verifier 'nope'"):
         one_record_plan = {"id": 1, "code": "", "verifier": "nope"}
-        from halo_ray.verifiers.pool import plan_request
-
         plan_request(one_record_plan, CFG)
+    with pytest.raises(ConfigError, match="verifier.reward: unknown reward scheme 'passrate'; did you mean 'pass_rate'"):
+        Verifier(replace(CFG, reward="passrate"))  # built in Python, unvalidated: refused before a sandbox starts
 
 
 def test_extract_code_from_markdown():
@@ -215,6 +243,10 @@ def test_cache_runs_each_distinct_request_once(verifier):
     assert again["duration_s"] == first[0]["duration_s"]
     changed = one(verifier, code=code, tests="assert add(1, 2) == 3", verifier="mbpp")
     assert changed["duration_s"] != first[0]["duration_s"]  # verifier is part of the key
+    record = {"id": 1, "code": code, "tests": "assert add(1, 2) == 3"}
+    keys = {scheme: Verifier.cache_key(plan_request(record, replace(CFG, reward=scheme)))
+            for scheme in ("auto", "graduated", "pass_rate", "pass_fail")}
+    assert keys["auto"] == keys["pass_rate"] and len(set(keys.values())) == 3  # so is the scheme it resolves to
 
 
 def test_a_dead_sandbox_is_retried_as_infrastructure(verifier):
@@ -239,7 +271,7 @@ def test_verify_batch_is_local():
     code = (
         "import sys, json\n"
         "from halo_ray.verifiers import verify_batch\n"
-        "from halo_ray.sections import VerifierConfig\n"
+        "from halo_ray.sections import VerifierConfig\n"  # the old home re-exports it
         f"out = verify_batch([{{'id': 'a', 'code': 'def add(a, b):\\n    return a + b\\n', 'tests': {ADD_TESTS!r}}}],\n"
         "                   VerifierConfig(timeout_s=2.0))\n"
         "print(json.dumps([out[0]['verdict'], 'ray' in sys.modules, 'torch' in sys.modules]))\n"
