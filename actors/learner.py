@@ -61,6 +61,38 @@ class LearnerRank:
         return self.learner.load_checkpoint(directory)
 
 
+# How long a rank's error waits for news of another rank's death: a rank that dies breaks the collective
+# the others are in, and that death (which the run restarts from) is the error worth raising.
+PEER_DEATH_GRACE_S = 10.0
+
+
+def gather(refs: list) -> list:
+    """``ray.get`` of every rank's call, raising the first failure as soon as it is known.
+
+    A rank that dies leaves the others blocked in a collective (or failing in it); ``ray.get`` of the
+    list would wait on them first. A rank's death (``RayActorError``) is raised in preference to another
+    rank's error about the broken collective.
+    """
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        try:
+            ray.get(done)
+        except ray.exceptions.RayActorError:
+            raise
+        except ray.exceptions.RayError as exc:
+            later, _ = ray.wait(pending, num_returns=len(pending), timeout=PEER_DEATH_GRACE_S) if pending else ([], [])
+            for ref in later:
+                try:
+                    ray.get(ref)
+                except ray.exceptions.RayActorError as dead:
+                    raise dead from exc
+                except ray.exceptions.RayError:
+                    pass
+            raise
+    return ray.get(list(refs))
+
+
 def _one_node_fits(bundle: dict[str, float], count: int) -> bool:
     """Whether some alive node has the resources of ``count`` bundles in total."""
     for node in ray.nodes():
@@ -104,7 +136,7 @@ class LearnerGroup:
         ]
         try:
             addr, port = ray.get(self.ranks[0].address.remote())
-            ray.get([r.setup.remote(addr, port, model, learner, objective, total_steps) for r in self.ranks])
+            gather([r.setup.remote(addr, port, model, learner, objective, total_steps) for r in self.ranks])
         except BaseException:  # a rank failed to start: release the others and the placement group
             self.shutdown()
             raise
@@ -114,14 +146,14 @@ class LearnerGroup:
         """Train every rank on its share of ``examples`` (see ``Learner.train``); returns the merged metrics."""
         started = time.perf_counter()
         ref = ray.put(list(examples))
-        metrics = merge_metrics(ray.get([r.train.remote(ref, epochs, steps, temperature) for r in self.ranks]))
+        metrics = merge_metrics(gather([r.train.remote(ref, epochs, steps, temperature) for r in self.ranks]))
         self._busy_s += time.perf_counter() - started
         return metrics
 
     def logprobs(self, examples: list[dict], temperature: float = 1.0, reference: bool = False) -> list[list[float]]:
         """Forward only, on rank 0: each example's completion-token log-probs (``Learner.logprobs``)."""
         if self.config.zero_stage == 3:  # parameters are sharded: every rank takes part in the forward
-            return ray.get([r.logprobs.remote(examples, temperature, reference) for r in self.ranks])[0]
+            return gather([r.logprobs.remote(examples, temperature, reference) for r in self.ranks])[0]
         return ray.get(self.ranks[0].logprobs.remote(examples, temperature, reference))
 
     def busy_s(self) -> float:
@@ -138,11 +170,11 @@ class LearnerGroup:
 
     def save_checkpoint(self, directory: str, extra: dict | None = None) -> str:
         """Write a checkpoint (HF format + optimizer, scheduler, RNG, ``extra``) atomically; returns its path."""
-        return ray.get([r.save_checkpoint.remote(str(directory), extra) for r in self.ranks])[0]
+        return gather([r.save_checkpoint.remote(str(directory), extra) for r in self.ranks])[0]
 
     def load_checkpoint(self, directory: str) -> dict:
         """Restore every rank from ``directory``; returns the ``extra`` dict saved with it."""
-        return ray.get([r.load_checkpoint.remote(str(directory)) for r in self.ranks])[0]
+        return gather([r.load_checkpoint.remote(str(directory)) for r in self.ranks])[0]
 
     def shutdown(self) -> None:
         for r in self.ranks:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ray
 
 from halo_ray.placement import actor_name
-from halo_ray.rollout import RolloutEngine, engine_env
+from halo_ray.rollout import EngineRestartedError, RolloutEngine, engine_env
 from halo_ray.sections import ModelConfig, RolloutConfig
 
 
@@ -19,17 +19,30 @@ from halo_ray.sections import ModelConfig, RolloutConfig
 class RolloutActor:
     def __init__(self, model: ModelConfig, rollout: RolloutConfig, index: int = 0):
         self.engine = RolloutEngine(model, rollout, index)
+        # Restarted by Ray: the engine holds the initial weights, whatever the run's version is. It samples
+        # nothing until the driver has sent the latest weights (or said the initial ones are the latest).
+        self.waiting = ray.get_runtime_context().was_current_actor_reconstructed
 
     def generate(self, prompts: list[dict], **overrides):
         """A ``RolloutBatch`` (Arrow table) for ``prompts``; see ``RolloutEngine.generate``."""
+        if self.waiting:
+            raise EngineRestartedError("this rollout engine was restarted by Ray and holds the initial weights: "
+                                       "it samples again once the driver has healed it (RolloutGroup.heal)")
         return self.engine.generate(prompts, **overrides)
 
     def update_weights(self, weights, version: int) -> int:
         """Swap in a state dict or ``LoraAdapter`` (usually passed by ref); returns the new version."""
-        return self.engine.update_weights(weights, version)
+        version = self.engine.update_weights(weights, version)
+        self.waiting = False
+        return version
+
+    def resume(self) -> None:
+        """After a restart: the initial weights are the run's latest (version 0); sample again."""
+        self.waiting = False
 
     def version(self) -> int:
-        return self.engine.version
+        """The weights' policy version; -1 after a restart by Ray until the driver heals the engine."""
+        return -1 if self.waiting else self.engine.version
 
     def stats(self) -> dict:
         return self.engine.stats()
@@ -44,7 +57,7 @@ class RolloutActor:
 
 # Ray restarts an engine that dies (memory monitor, node lost) this many times; its calls in flight
 # fail rather than retry, because a restarted engine holds the initial weights: the driver re-issues
-# the prompts and ships the latest weights.
+# the prompts and ships the latest weights (calls that reach it before then fail the same way).
 ROLLOUT_MAX_RESTARTS = 3
 
 

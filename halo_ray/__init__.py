@@ -5,7 +5,7 @@ stays light for the verifier and data tools):
 
 - ``halo_ray.init(cluster=None)``: start a local Ray session or join ``RAY_ADDRESS``.
 - ``halo_ray.RolloutGroup(model, rollout)``: rollout actors (vLLM engines) with ``submit``,
-  ``generate`` and ``update_weights``.
+  ``generate``, ``update_weights`` and ``heal`` (engines Ray restarted get the latest weights).
 - ``halo_ray.generate(config, prompts)``: sample completions into an Arrow ``RolloutBatch``.
 - ``halo_ray.benchmark(config)``: pass@k of a model on a problems file.
 - ``halo_ray.sft(config)``, ``halo_ray.raft(config, resume=False)``, ``halo_ray.grpo(config, resume=False)``:

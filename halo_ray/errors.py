@@ -31,3 +31,8 @@ class SandboxError(HaloError):
 
 class ClusterError(HaloError):
     """Ray could not be started or joined (a wrong address, leftover processes)."""
+
+
+class ActorLostError(HaloError):
+    """An actor of a run died for good more often than the run may restart itself; the message says how
+    to continue (``--resume``)."""

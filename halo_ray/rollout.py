@@ -74,6 +74,11 @@ def check_model_dir(path: str) -> Path:
     return p
 
 
+class EngineRestartedError(RuntimeError):
+    """A rollout engine that Ray restarted refuses work until the driver has brought it to the run's
+    latest weights (it came back with the initial ones); the request is sent again after that."""
+
+
 @dataclass
 class LoraAdapter:
     """A PEFT LoRA adapter in memory: its ``adapter_config.json`` dict and tensors by name."""

@@ -205,10 +205,15 @@ class EvalConfig:
 class CheckpointConfig:
     every_steps: int = opt(1, "save a checkpoint every N learner steps (the last step is always saved)")
     keep: int = opt(2, "checkpoints kept; older ones are deleted after a newer one is complete")
+    max_restarts: int = opt(2, "times a run restarts itself from its last checkpoint when one of its actors dies "
+                               "for good (a learner rank, an engine whose Ray restarts are spent); then it stops "
+                               "and --resume continues it")
 
     def validate(self) -> list[str]:
         errs = [f"{key} must be at least 1, got {getattr(self, key)}"
                 for key in ("every_steps", "keep") if getattr(self, key) < 1]
+        if self.max_restarts < 0:
+            errs.append(f"max_restarts must be 0 or more, got {self.max_restarts}")
         return errs
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,6 +28,14 @@ log = logging.getLogger(__name__)
 
 # Every worker of a session sees these platform settings (DESIGN.md, platform facts).
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+
+# How long ``RolloutGroup.heal`` waits for an engine Ray is restarting (it loads its model again).
+HEAL_TIMEOUT_S = 900.0
+
+ROLLOUT_TRIES = 4
+"""Tries of one rollout request (a stream chunk, an evaluation, ``generate``) when an actor dies under it,
+the engines healed between tries; a request that keeps failing (a bug, a prompt that crashes the engine
+every time) ends with the last error instead of being sent forever."""
 
 # Sampling settings that a call may override; the others fix how an engine is built.
 SAMPLING_FIELDS = ("samples_per_prompt", "temperature", "top_p", "max_new_tokens", "seed", "stop")
@@ -173,6 +182,8 @@ class RolloutGroup:
         self.model, self.rollout = resolve_model(model), rollout
         self.actors = start_rollout_actors(self.model, rollout, run=run)  # named <run>/rollout-<i>
         self.version = 0
+        self.weights: ray.ObjectRef | None = None  # the latest weights shipped, for engines Ray restarts
+        self.healed = 0
 
     def submit(self, prompts: list[dict], chunk_size: int = 0, index: int = 0, **overrides) -> list[ray.ObjectRef]:
         """Send ``prompts`` to the engines without waiting.
@@ -194,23 +205,105 @@ class RolloutGroup:
                 for i, chunk in enumerate(chunks)]
 
     def generate(self, prompts: list[dict], **overrides) -> pa.Table:
-        """Sample and wait; one table, ordered by prompt id and sample index."""
-        return concat(ray.get(self.submit(prompts, **overrides)))
+        """Sample and wait; one table, ordered by prompt id and sample index. A request an engine died
+        under is sent again once the engines are healed (``ROLLOUT_TRIES``)."""
+        for attempt in range(1, ROLLOUT_TRIES + 1):
+            try:
+                return concat(ray.get(self.submit(prompts, **overrides)))
+            except ray.exceptions.RayError as exc:
+                if attempt == ROLLOUT_TRIES or not worth_retrying(exc, self.heal()):
+                    raise
+                log.error("a rollout request failed (%s); the engines are healed: sending it again", type(exc).__name__)
 
     def update_weights(self, weights, version: int) -> None:
-        """Ship weights (a state dict or ``LoraAdapter``, put once, sent by ref) to every engine."""
+        """Ship weights (a state dict or ``LoraAdapter``, put once, sent by ref) to every engine.
+
+        The ref is kept (one copy in the object store) so that an engine Ray restarts, which comes back
+        with the initial weights, can be brought to this version (``heal``); an engine that dies while
+        the weights travel is healed here.
+        """
         ref = weights if isinstance(weights, ray.ObjectRef) else ray.put(weights)
-        ray.get([actor.update_weights.remote(ref, version) for actor in self.actors])
-        self.version = version
+        self.weights, self.version = ref, version
+        calls = [actor.update_weights.remote(ref, version) for actor in self.actors]
+        try:
+            ray.get(calls)
+        except ray.exceptions.RayActorError as exc:
+            ray.wait(calls, num_returns=len(calls))  # the others finish before their versions are read
+            log.warning("a rollout engine died while weights v%d were shipped (%s); healing", version,
+                        type(exc).__name__)
+            self.heal()
+
+    def heal(self, timeout_s: float = HEAL_TIMEOUT_S) -> list[int]:
+        """Bring every engine to the latest weights: wait for engines Ray is restarting, then ship the
+        kept weights to each whose version differs (a restarted engine holds the initial ones).
+
+        Call it before issuing work after a rollout call failed. Returns the indices of the engines it
+        brought to the latest weights (``healed`` counts them over the group's life).
+
+        Raises:
+            ray.exceptions.ActorDiedError: an engine is gone for good (its restarts are spent).
+            ClusterError: an engine did not come back within ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        versions = [self._version_of(i, actor, deadline) for i, actor in enumerate(self.actors)]
+        behind = engines_behind(versions, self.version)
+        if not behind:
+            return []
+        if self.weights is None:  # still at the initial weights (version 0): the restarted engines hold them
+            ray.get([self.actors[i].resume.remote() for i in behind])
+        else:
+            ray.get([self.actors[i].update_weights.remote(self.weights, self.version) for i in behind])
+        log.warning("rollout engines %s were restarted by Ray with the initial weights: now at weights v%d",
+                    behind, self.version)
+        self.healed += len(behind)
+        return behind
+
+    def _version_of(self, index: int, actor, deadline: float) -> int:
+        """The engine's weights version, waiting while Ray restarts it."""
+        while True:
+            try:
+                return ray.get(actor.version.remote(), timeout=max(1.0, deadline - time.monotonic()))
+            except ray.exceptions.ActorUnavailableError:  # restarting, or briefly unreachable: ask again
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"rollout engine {index} did not come back within the heal timeout") from None
+                time.sleep(0.5)
+            except ray.exceptions.GetTimeoutError:
+                raise ClusterError(f"rollout engine {index} did not come back within the heal timeout "
+                                   "(is the cluster short of resources for its restart?)") from None
 
     def stats(self) -> list[dict]:
-        return ray.get([actor.stats.remote() for actor in self.actors])
+        """Each engine's counters; an engine that died since is reported idle (``busy_s`` 0)."""
+        out = []
+        for i, ref in enumerate([actor.stats.remote() for actor in self.actors]):
+            try:
+                out.append(ray.get(ref))
+            except ray.exceptions.RayActorError:
+                out.append({"engine": i, "busy_s": 0.0})
+        return out
 
     def shutdown(self) -> None:
         ray.wait([actor.close.remote() for actor in self.actors], num_returns=len(self.actors), timeout=30)
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
+
+
+def worth_retrying(exc: BaseException, healed: list[int]) -> bool:
+    """Whether a failed rollout request is worth sending again: an actor died under it, an engine Ray
+    restarted refused it (``EngineRestartedError``: it works once healed), or an engine had to be healed;
+    any other error would only repeat."""
+    from halo_ray.rollout import EngineRestartedError
+
+    chain = []
+    while exc is not None and len(chain) < 8:  # a verifier call fails with the rollout call's error as its cause
+        chain.append(exc)
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    return bool(healed) or any(isinstance(e, (ray.exceptions.RayActorError, EngineRestartedError)) for e in chain)
+
+
+def engines_behind(versions: list[int], latest: int) -> list[int]:
+    """Indices of the engines whose weights version is not ``latest`` (restarted ones report -1)."""
+    return [i for i, v in enumerate(versions) if v != latest]
 
 
 def split_evenly(items: list, parts: int) -> list[list]:

@@ -19,7 +19,7 @@ import ray
 
 from halo_ray.bench.passk import pass_at_k
 from halo_ray.bench.score import score_results
-from halo_ray.driver import RolloutGroup
+from halo_ray.driver import ROLLOUT_TRIES, RolloutGroup, worth_retrying
 from halo_ray.errors import ConfigError
 from halo_ray.samples import EVAL_COLUMNS, concat
 from halo_ray.sections import EvalConfig, RolloutConfig, StreamConfig
@@ -46,6 +46,10 @@ class VerifierGroup:
 
     def busy_s(self) -> float:
         return sum(s["busy_s"] for s in ray.get([p.stats.remote() for p in self.pools]))
+
+    def check(self) -> None:
+        """Wait for pools Ray is restarting; raises ``ActorDiedError`` for one gone for good."""
+        ray.get([p.stats.remote() for p in self.pools])
 
     def shutdown(self) -> None:
         for pool in self.pools:
@@ -94,9 +98,18 @@ def evaluate(rollout: RolloutGroup, verifiers: VerifierGroup, heldout: list[dict
     """
     started = time.perf_counter()
     by_id = {p["id"]: p for p in heldout}
-    refs = submit_scored(rollout, verifiers, by_id, sorted(by_id), chunk_size, columns=EVAL_COLUMNS, n=cfg.samples,
-                         temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=max_new_tokens, seed=cfg.seed)
-    table = concat(ray.get(refs))
+    for attempt in range(1, ROLLOUT_TRIES + 1):
+        refs = submit_scored(rollout, verifiers, by_id, sorted(by_id), chunk_size, columns=EVAL_COLUMNS, n=cfg.samples,
+                             temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=max_new_tokens, seed=cfg.seed)
+        try:
+            table = concat(ray.get(refs))
+            break
+        except ray.exceptions.RayError as exc:  # an actor died: heal, and sample again (same seed, same samples)
+            healed = rollout.heal()
+            verifiers.check()
+            if attempt == ROLLOUT_TRIES or not worth_retrying(exc, healed):
+                raise
+            log.error("evaluation %s failed (%s); the engines are healed: trying again", name, type(exc).__name__)
     rows = table.to_pylist()
     grouped: dict[str, list[dict]] = {}
     for r in rows:
@@ -223,6 +236,7 @@ class Stream:
         self.buffer = StreamBuffer(per_step, cfg.max_staleness, cfg.num_steps,
                                    StreamState.from_dict(state) if state else None)
         self.pending: dict = {}  # scored ref -> (positions by prompt id, submitted at)
+        self.tries: dict[int, int] = {}  # position -> chunks of it that failed
         self.timeline = timeline or Timeline()
         self._chunk = 0
 
@@ -266,6 +280,8 @@ class Stream:
                     self.timeline.add("driver", "wait for samples", started, end)
                 return groups, end - started
             if not self.pending:
+                self.fill()  # chunks that failed while draining are issued again here
+            if not self.pending:
                 raise RuntimeError("the stream has nothing in flight and too few groups for a step "
                                    f"(ready {len(self.buffer.ready)}, budget {self.buffer.budget()})")
             done, _ = ray.wait(list(self.pending), num_returns=1)
@@ -283,8 +299,7 @@ class Stream:
         try:
             table = ray.get(ref)
         except ray.exceptions.RayError as exc:  # an actor died: the chunk's prompts are issued again
-            log.error("a chunk of %d prompts failed (%s); issuing them again", len(by_pid), exc)
-            self.buffer.lost(list(by_pid.values()))
+            self._failed(list(by_pid.values()), exc)
             return
         rows = table.to_pylist()
         gen = max((x["generate_s"] for x in rows), default=0.0)
@@ -294,6 +309,24 @@ class Stream:
         groups, failed = group_rows(rows, by_pid, now)
         for g in groups:
             self.buffer.add(g, failed[g.position])
+
+    def _failed(self, positions: list[int], exc: BaseException) -> None:
+        """A chunk failed: its positions are issued again once the engines hold the latest weights and the
+        verifier pools are up. A failure that no actor's death explains (nothing died, nothing to heal), or
+        a position that failed ``ROLLOUT_TRIES`` times, ends the run with the error."""
+        log.error("a chunk of %d prompts failed (%s); issuing them again", len(positions),
+                  str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        for pos in positions:
+            self.tries[pos] = self.tries.get(pos, 0) + 1
+        self.buffer.lost(positions)
+        healed = self.rollout.heal()  # raises ActorDiedError when an engine is gone for good
+        self.verifiers.check()
+        if not worth_retrying(exc, healed):
+            log.error("no actor died and no engine needed healing: the chunk's error is the run's")
+            raise exc
+        if max(self.tries[p] for p in positions) >= ROLLOUT_TRIES:
+            log.error("positions %s failed %d times: giving up", positions, ROLLOUT_TRIES)
+            raise exc
 
     def abandon(self) -> None:
         """Forget what is still in flight (the run is over)."""

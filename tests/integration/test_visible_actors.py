@@ -38,4 +38,4 @@ def test_named_actors_restart_after_faults(tiny_model):
 
     r = seen["rollout"]
     assert r["pid_after"] != r["pid_before"] and r["restarts"] == 1
-    assert r["version_after_restart"] == 0  # a restarted engine starts from the initial weights
+    assert r["version_after_restart"] == -1  # restarted with the initial weights: waits for the driver's
