@@ -67,6 +67,11 @@ def messages(task: Task, anchors: Sequence[Task] = ()) -> list[dict]:
     return out
 
 
+def student_prompt(task: Task) -> str:
+    """The plain-text prompt a student completes on the stream (no chat template): the system role, then the task."""
+    return f"{SYSTEM}\n\n{task.prompt()}\nAnswer:\n"
+
+
 def close_trace(text: str) -> str:
     """``text`` with the ``</state_update>`` a stop string removed put back (unchanged when present)."""
     return text if text.rstrip().endswith(STOP) else text.rstrip() + "\n" + STOP
