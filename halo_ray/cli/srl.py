@@ -23,7 +23,7 @@ def register(sub) -> None:
                                         "checkpoints, eval, timeline).")
     add_stream_job_args(train, "srl")
 
-    evaluate = ssub.add_parser("eval", help="seed 003 §27 metrics of a model on held-out tasks (parse rate, action fidelity, execution success...)",
+    evaluate = ssub.add_parser("eval", help="SRL metrics of a model on held-out tasks (parse rate, action fidelity, state faithfulness, execution success...)",
                                description="Samples eval.samples outputs per held-out task (eval.temperature, eval.seed), "
                                            "scores each against the teacher trace, applies parsed actions with ast-grep "
                                            "and runs the task's tests in the sandbox. Prints the metrics overall and by "

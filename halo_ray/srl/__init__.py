@@ -19,19 +19,18 @@ from halo_ray.srl.trace import (SCHEMA_VERSION, Action, RejectionCounter, StateU
 
 
 
-def train(config, resume: bool = False, progress=None) -> dict:
-    """SRL on the stream (``halo-ray srl train``): ``halo_ray.driver.srl.srl``; Ray starts only here."""
-    from halo_ray.driver.srl import log, srl
-
-    return srl(config, resume=resume, progress=progress or log.info)
+# The job's entry points live in the driver (Ray); resolved on first use, as ``halo_ray.grpo`` is.
+_DRIVER_NAMES = {"train": "srl", "evaluate_model": "evaluate_model"}
 
 
-def evaluate_model(config, output: str = "", progress=None) -> dict:
-    """Seed 003 §27's metrics of ``config.model`` on held-out tasks (``halo-ray srl eval``)."""
-    from halo_ray.driver.srl import evaluate_model as run, log
+def __getattr__(name: str):
+    """``train(config, resume=False, progress=...)``: SRL on the stream (``halo-ray srl train``,
+    ``halo_ray.driver.srl.srl``); ``evaluate_model(config, output="")``: §27 metrics on held-out tasks."""
+    if name in _DRIVER_NAMES:
+        import importlib
 
-    return run(config, output, progress=progress or log.info)
-
+        return getattr(importlib.import_module("halo_ray.driver.srl"), _DRIVER_NAMES[name])
+    raise AttributeError(f"module 'halo_ray.srl' has no attribute {name!r}")
 
 __all__ = ["SCHEMA_VERSION", "evaluate_model", "train", "Action", "RejectionCounter", "SRLRewardConfig", "StateUpdate", "Task", "Trace",
            "TraceError", "add_trace_tokens", "apply_action", "builtin_tasks", "filter_steps", "format_trace",
