@@ -549,3 +549,25 @@ class SRLJobConfig:
 
 
 JOB_CONFIGS["srl"] = SRLJobConfig
+
+
+from halo_ray.srl.prompts import TeacherConfig  # noqa: E402
+
+
+@dataclass(frozen=True)
+class TeacherJobConfig:
+    """``halo-ray srl traces``: teacher traces for the SRL tasks (sample, parse, execute, filter, Parquet by slice)."""
+
+    model: ModelConfig = opt(ModelConfig(max_model_len=8192), "the teacher model (seed 003 §8: >= 8k context); pin it by path")
+    data: DataConfig = opt(DataConfig(train="srl#train"), "train: the tasks to write traces for (SRL problems: srl#train, srl)")
+    rollout: RolloutConfig = opt(RolloutConfig(samples_per_prompt=4, temperature=0.3, top_p=0.9, max_new_tokens=1024,
+                                               stop=("</state_update>",)),
+                                 "teacher sampling (seed 003 §19: T 0.3, top-p 0.9, stop at </state_update>; samples_per_prompt traces per task) and engines")
+    teacher: TeacherConfig = opt(TeacherConfig(), "few-shot anchors and the trace-quality filter")
+    verifier: SRLVerifierConfig = opt(SRLVerifierConfig(), "the sandbox that executes every parsed teacher action (its limits)")
+    output: str = opt("runs/teacher", "folder of traces.parquet, traces/<slice>.parquet and summary.json")
+    cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
+    logging: LoggingConfig = opt(LoggingConfig(), "logging")
+
+
+JOB_CONFIGS["teacher"] = TeacherJobConfig

@@ -1,4 +1,4 @@
-"""``halo-ray srl train|eval``: SRL for ast-grep refactoring agents (seed 003): GRPO on trace-matching rewards
+"""``halo-ray srl train|eval|traces``: SRL for ast-grep refactoring agents (seed 003): GRPO on trace-matching rewards
 with a KL anchor to the base, and seed 003 §27's metrics of a model on held-out tasks."""
 
 from __future__ import annotations
@@ -34,6 +34,34 @@ def register(sub) -> None:
     evaluate.add_argument("--output", help="report JSON to write")
     add_config_args(evaluate)
     evaluate.set_defaults(func=run_eval)
+
+    traces = ssub.add_parser("traces", help="teacher traces: sample on rollout actors, parse, execute in the sandbox, filter, Parquet by language",
+                             description="The teacher model writes rollout.samples_per_prompt traces per task (T 0.3, "
+                                         "top-p 0.9, stop at </state_update>, teacher.few_shot anchors); each parsed "
+                                         "action is applied with ast-grep and the task's tests run in the sandbox; steps "
+                                         "that fail, do not parse or score below teacher.min_quality are dropped. Writes "
+                                         "<output>/traces.parquet, traces/<language>.parquet and summary.json.")
+    traces.add_argument("--model", help="teacher model directory (model.path; default: the embedded tiny model)")
+    traces.add_argument("--tasks", help="tasks SPEC (data.train; default srl#train)")
+    traces.add_argument("--output", help="output folder (output; default runs/teacher)")
+    add_config_args(traces)
+    traces.set_defaults(func=run_traces)
+
+
+def run_traces(args: argparse.Namespace) -> int:
+    from halo_ray.sections import TeacherJobConfig
+
+    config = job_config(TeacherJobConfig, args, {"model.path": args.model, "data.train": args.tasks,
+                                                 "output": args.output})
+    from halo_ray import driver
+    from halo_ray.driver.srl import traces
+
+    try:
+        summary = traces(config, progress=print)
+    finally:
+        driver.shutdown()
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 def run_eval(args: argparse.Namespace) -> int:

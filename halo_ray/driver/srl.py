@@ -21,6 +21,7 @@ from halo_ray.driver.loop import StepBatch, run_stream
 from halo_ray.driver.stream import Stream
 from halo_ray.errors import ConfigError
 from halo_ray.sections import SRLJobConfig
+from halo_ray.srl.prompts import close_trace
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +181,79 @@ def evaluate_model(config: SRLJobConfig, output: str = "", progress: Callable[[s
              f"{o['state_faithfulness']:.3f}, think {o['think_similarity']:.3f}, execution success "
              f"{o['execution_success'] if o['execution_success'] is not None else 'n/a'}")
     return report
+
+
+def traces(config, progress: Callable[[str], None] = log.info) -> dict:
+    """Teacher traces (``halo-ray srl traces``): sample on rollout actors, parse, execute, filter, write Parquet.
+
+    Each task of ``data.train`` gets ``rollout.samples_per_prompt`` traces from ``model`` (its chat
+    template, or ChatML, over the system role, ``teacher.few_shot`` anchors and the task), sampled
+    with ``rollout`` (T 0.3, top-p 0.9, stop at ``</state_update>``). Every parsed action is applied
+    with ast-grep and the task's tests run in the sandbox; steps that fail, do not parse or fall
+    below ``teacher.min_quality`` (``<think>`` measured in the teacher's tokens) are dropped.
+
+    Returns:
+        The ``summary.json``: ``model``, ``tasks``, ``sampled``, ``kept``, ``dropped`` (reason -> count),
+        ``rejections``, ``parse_rate``, ``slices`` (rows per slice), ``settings``, ``elapsed_s``.
+    """
+    import time
+
+    from transformers import AutoTokenizer
+
+    from halo_ray.config import validated
+    from halo_ray.data.sft import chatml
+    from halo_ray.data.sources import problems_from_spec
+    from halo_ray.driver import RolloutGroup, init, resolve_model
+    from halo_ray.errors import DataError
+    from halo_ray.srl.execute import execute_many
+    from halo_ray.srl.tasks import builtin_tasks
+    from halo_ray.srl.teacher import collect, teacher_prompt, write_traces
+    from halo_ray.srl.trace import TraceError, parse_trace
+
+    config = validated(config)
+    out = Path(config.output)
+    if (out / "summary.json").exists():
+        raise ConfigError(f"{out} already holds traces (summary.json): choose another output")
+    pool = builtin_tasks()
+    by_id = {t.id: t for t in pool}
+    problems = problems_from_spec(config.data.train)
+    missing = [p.id for p in problems if p.metadata.get("srl_task") not in by_id]
+    if missing:
+        raise DataError(f"data.train={config.data.train!r}: teacher traces are for the built-in SRL tasks (srl#train); "
+                        f"{len(missing)} problem(s) name none, e.g. {missing[:3]}")
+    tasks = [by_id[p.metadata["srl_task"]] for p in problems]
+    init(config.cluster)
+    model = resolve_model(config.model)
+    tokenizer = AutoTokenizer.from_pretrained(model.path)
+    render = chatml if not tokenizer.chat_template else (
+        lambda msgs, gen: tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen))
+    r = config.rollout
+    started = time.perf_counter()
+    group = RolloutGroup(model, r)
+    try:
+        table = group.generate([{"prompt_id": t.id, "prompt": teacher_prompt(t, pool, config.teacher, render)}
+                                for t in tasks])
+    finally:
+        group.shutdown()
+    rows = table.to_pylist()
+    progress(f"sampled {len(rows)} teacher steps for {len(tasks)} tasks; executing the parsed actions")
+    step_tasks = [by_id[x["prompt_id"]] for x in rows]
+    parsed = {}
+    for i, (task, x) in enumerate(zip(step_tasks, rows)):
+        try:
+            parsed[i] = parse_trace(close_trace(x["completion"]))
+        except TraceError:
+            continue
+    runs = execute_many([(step_tasks[i], t.action) for i, t in parsed.items()], config.verifier) if parsed else []
+    executions = dict(zip(parsed, runs))
+    kept, counts = collect(step_tasks, [x["completion"] for x in rows], [x["sample_index"] for x in rows], executions,
+                           config.teacher, count_tokens=lambda text: len(tokenizer.encode(text, add_special_tokens=False)))
+    summary = {"model": model.path, "tasks": config.data.train, **counts,
+               "settings": {"temperature": r.temperature, "top_p": r.top_p, "max_new_tokens": r.max_new_tokens,
+                            "stop": list(r.stop), "seed": r.seed, "few_shot": config.teacher.few_shot,
+                            "min_quality": config.teacher.min_quality, "max_think_tokens": config.teacher.max_think_tokens},
+               "elapsed_s": round(time.perf_counter() - started, 3)}
+    summary["slices"] = write_traces(out, kept, summary)
+    progress(f"kept {counts['kept']} of {counts['sampled']} teacher steps (parse rate {counts['parse_rate']:.3f}; "
+             f"dropped {counts['dropped']}) in {out}")
+    return summary

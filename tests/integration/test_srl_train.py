@@ -69,3 +69,21 @@ def test_srl_train_two_tiny_steps_writes_srl_metrics_and_balances_accounting(ray
         assert key in report["overall"], key
     assert report["overall"]["execution_success"] is not None, "malformed outputs count as failed executions"
     assert "trace_parse_rate" in done.stdout
+
+
+@pytest.mark.slow
+def test_srl_traces_on_the_tiny_model_accounts_for_every_sampled_step(ray_session, tiny_model, tmp_path):
+    out = tmp_path / "teacher"
+    cmd = [HALO_RAY, "srl", "traces", "--config", str(ROOT / "configs" / "teacher.yaml"), "--model", tiny_model,
+           "--output", str(out), "--set", "model.max_model_len=1024", "--set", "rollout.num_gpus=0",
+           "--set", "rollout.samples_per_prompt=2", "--set", "rollout.max_new_tokens=24", "--set", "teacher.few_shot=0",
+           "--set", "verifier.workers=1"]
+    env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sampled"] == 8 * 2
+    assert summary["kept"] + sum(summary["dropped"].values()) == summary["sampled"]
+    assert summary["settings"]["temperature"] == 0.3 and summary["settings"]["top_p"] == 0.9
+    kept = pq.read_table(out / "traces.parquet")
+    assert kept.num_rows == summary["kept"] and "trace_quality" in kept.column_names

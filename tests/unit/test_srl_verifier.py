@@ -193,3 +193,42 @@ def test_srl_step_zeroes_malformed_advantages_and_logs_the_section_27_metrics():
     kept = srl_batch(replace(config, srl=replace(config.srl, zero_malformed_advantage=False)))(
         BufferOnlyStream(2, lambda pos: scored(pos, groups.get(pos, groups[1]))), 0)
     assert all(x["advantage"] < 0 for x in kept.rows if x["verdict"] == "SYNTAX_ERROR")
+
+
+def test_teacher_steps_are_parsed_gated_on_execution_filtered_and_stored_by_slice(tmp_path):
+    import pyarrow.parquet as pq
+
+    from halo_ray.data.sft import chatml
+    from halo_ray.srl.execute import Execution
+    from halo_ray.srl.prompts import TeacherConfig
+    from halo_ray.srl.tasks import builtin_tasks
+    from halo_ray.srl.teacher import collect, teacher_prompt, write_traces
+
+    tasks = {t.id: t for t in builtin_tasks()}
+    py, js = tasks["py_len_zero"], tasks["js_var_to_let"]
+    prompt = teacher_prompt(py, list(tasks.values()), TeacherConfig(few_shot=1), chatml)
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    assert prompt.count("<|im_start|>user") == 2 and tasks["py_average_to_mean"].teacher in prompt, "same-language anchor"
+    terse = ('<think>ok</think><action>{"pattern": "a", "replacement": "b", "language": "python", "paths": ["*.py"]}'
+             '</action><state_update>{"constraints": [], "decisions": [], "open_issues": [], "next_focus": []}</state_update>')
+    stopped = lambda t: t.teacher.rsplit("</state_update>", 1)[0]  # noqa: E731  (as sampled: stop string removed)
+    steps = [(py, stopped(py)), (js, js.teacher), (py, "no trace"), (js, js.teacher), (py, terse)]
+    ok, failed = Execution(True, {"verdict": "SUCCESS"}), Execution(False, {"verdict": "WRONG_OUTPUT"})
+    kept, counts = collect([t for t, _ in steps], [x for _, x in steps], [0, 0, 1, 1, 2],
+                           {0: ok, 1: ok, 3: failed, 4: ok}, TeacherConfig())
+    assert [(r["task"], r["sample_index"]) for r in kept] == [("py_len_zero", 0), ("js_var_to_let", 0)]
+    assert counts["dropped"] == {"parse:missing_tag": 1, "execution": 1, "quality": 1}
+    assert counts["sampled"] == 5 and counts["kept"] == 2 and counts["parse_rate"] == pytest.approx(4 / 5)
+    assert all(r["trace_quality"] >= 0.6 and r["trace"] == r["text"] for r in kept), "canonical traces round-trip"
+    assert json_loads(kept[0]["env_report"])["verdict"] == "SUCCESS"
+    slices = write_traces(tmp_path, kept, counts)
+    assert slices == {"python": 1, "javascript": 1}
+    assert pq.read_table(tmp_path / "traces" / "javascript.parquet").column("task").to_pylist() == ["js_var_to_let"]
+    assert pq.read_table(tmp_path / "traces.parquet").num_rows == 2
+    assert json_loads((tmp_path / "summary.json").read_text())["slices"] == slices
+
+
+def json_loads(text: str):
+    import json
+
+    return json.loads(text)
