@@ -12,6 +12,8 @@ stays light for the verifier and data tools):
   SFT, and RAFT and GRPO on the asynchronous stream.
 - ``halo_ray.dpo(config)``: seed 002's test-based DPO experiment (preferences, DPO, paired evaluation);
   ``halo_ray.online_dpo(config, resume=False)``: DPO on the asynchronous stream.
+- ``halo_ray.srl.train(config, resume=False)``: SRL (seed 003) on the stream; ``halo_ray.srl.evaluate_model(config)``:
+  its §27 metrics of a model on held-out tasks (``halo_ray.srl`` is also the package of traces and rewards).
 - ``halo_ray.demo(config)``: the embedded default (SFT then RAFT, or GRPO, on the demo task family).
 - ``halo_ray.shutdown()``: stop the driver's actors and disconnect.
 
@@ -39,6 +41,7 @@ if (not _os.path.isdir(_os.path.join(_here, "actors"))
 _DRIVER_NAMES = {"init", "generate", "benchmark", "shutdown", "RolloutGroup", "resolve_model", "verify"}
 _JOB_NAMES = {"sft": "halo_ray.driver.sft", "raft": "halo_ray.driver.raft", "grpo": "halo_ray.driver.grpo",
               "dpo": "halo_ray.driver.dpo", "online_dpo": "halo_ray.driver.online_dpo", "demo": "halo_ray.driver.demo"}
+# ``halo_ray.srl`` is the SRL package (traces, rewards, tasks): its job is ``halo_ray.srl.train(config)``.
 
 __all__ = sorted(_DRIVER_NAMES | set(_JOB_NAMES)) + ["__version__"]
 

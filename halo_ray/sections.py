@@ -12,6 +12,7 @@ from typing import ClassVar
 from halo_ray.config import opt
 from halo_ray.objectives.config import ObjectiveConfig
 from halo_ray.reporters import REPORTERS, missing_libraries
+from halo_ray.verifiers.base import VERIFIERS
 from halo_ray.verifiers.config import VerifierConfig  # noqa: F401  (the verifier owns its section; re-exported)
 
 
@@ -481,3 +482,92 @@ class DemoConfig:
 
 
 JOB_CONFIGS["demo"] = DemoConfig
+
+
+# --- SRL for ast-grep refactoring agents (seed 003; issue 14) ---------------------------------------
+from halo_ray.objectives.grpo import GRPOConfig  # noqa: E402
+from halo_ray.srl.reward import SRLRewardConfig  # noqa: E402  (the reward owns its section)
+
+
+@dataclass(frozen=True)
+class SRLVerifierConfig(VerifierConfig):
+    """The verifier section of SRL jobs: trace matching in process (``srl_trace``), its reward settings,
+    and the sandbox limits for executing actions (the JVM and node need more than the python defaults)."""
+
+    name: str = opt("srl_trace", "verifier from the registry; SRL scores traces with srl_trace (in process, no sandbox)", choices=VERIFIERS)
+    timeout_s: float = opt(60.0, "wall-clock limit of one executed action's tests (verifier.execute; javac and the JVM start slowly)")
+    memory_mb: int = opt(4096, "address-space limit per program in MiB (the JVM and V8 reserve far more than they use)")
+    max_processes: int = opt(64, "process/thread cap per sandbox (the JVM starts a dozen threads)")
+    workers: int = opt(1, "sandbox workers for executed actions (verifier.execute); trace matching itself needs none")
+    extract_code: bool = opt(False, "take the program from markdown fences; off: executed actions run as harness programs, and an action's replacement text may hold fences")
+    srl: SRLRewardConfig = opt(SRLRewardConfig(), "the trace-matching reward (seed 003 §18): component weights, brevity penalty, malformed penalty, clipping, think embedder")
+    execute: bool = opt(False, "also apply each parsed action with ast-grep to its task and run the task's tests in the sandbox: reward_components.executed, the execution-success metric (not part of the reward; costs a sandbox run per sample)")
+    restore_stop: bool = opt(True, "put back the </state_update> that the rollout's stop string removed (vLLM leaves stop strings out of the text) before parsing")
+
+
+@dataclass(frozen=True)
+class SRLTrainConfig:
+    zero_malformed_advantage: bool = opt(True, "malformed traces train with advantage 0 (seed 003 §7: no gradient through garbage); their reward still counts in their group's mean and std")
+
+
+def _srl_objective() -> ObjectiveConfig:
+    # Seed 003 §26: clip 0.2 both ways, KL to the base in 0.01-0.1, the verifier's reward as is.
+    return ObjectiveConfig(name="grpo", grpo=GRPOConfig(eps_low=0.2, eps_high=0.2, kl_coef=0.05, reward="graduated"))
+
+
+@dataclass(frozen=True)
+class SRLJobConfig:
+    """``halo-ray srl train|eval``: SRL (seed 003): GRPO on trace-matching rewards with a KL anchor to the base."""
+
+    model: ModelConfig = opt(ModelConfig(lora=LoraConfig(enabled=True)), "the student's base model (LoRA by default: the base stays the KL anchor)")
+    data: DataConfig = opt(DataConfig(train="srl#train", eval=""), "training tasks (srl#train: the built-in ast-grep tasks with teacher traces); eval: held-out tasks for exact-action pass@1 during training (srl#heldout)")
+    rollout: RolloutConfig = opt(RolloutConfig(samples_per_prompt=8, temperature=1.0, max_new_tokens=1024, stop=("</state_update>",)),
+                                 "student sampling (samples_per_prompt is the group size; stop at </state_update>, seed 003 §7) and engines")
+    verifier: SRLVerifierConfig = opt(SRLVerifierConfig(), "the reward: trace matching against the teacher (verifier.srl), optionally executing actions")
+    objective: ObjectiveConfig = opt(_srl_objective(), "the grpo objective (objective.grpo: kl_coef is the KL anchor lambda, eps_low/eps_high the clip)")
+    srl: SRLTrainConfig = opt(SRLTrainConfig(), "SRL's changes to GRPO")
+    learner: LearnerConfig = opt(LearnerConfig(lr=5e-6), "DeepSpeed learner ranks and optimisation (seed 003 §21: 5e-6 with LoRA)")
+    stream: StreamConfig = opt(StreamConfig(prompts_per_step=8, max_staleness=1), "steps, groups per step, chunking and staleness")
+    eval: EvalConfig = opt(EvalConfig(samples=4), "sampling of held-out evaluation (training-time pass@1 and srl eval)")
+    checkpoint: CheckpointConfig = opt(CheckpointConfig(), "checkpoints")
+    cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
+    logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.objective.name != "grpo":
+            errs.append(f"objective.name: SRL trains the grpo objective, got {self.objective.name!r}")
+        if self.verifier.name != "srl_trace":
+            errs.append(f"verifier.name: SRL's rewards are trace matching (srl_trace), got {self.verifier.name!r}")
+        if self.rollout.samples_per_prompt < 2:
+            errs.append("rollout.samples_per_prompt: GRPO needs at least 2 samples per prompt to form a group "
+                        f"advantage, got {self.rollout.samples_per_prompt}")
+        if self.learner.lr_schedule == "cosine":
+            errs.append("learner.lr_schedule: 'cosine' needs a known number of optimizer steps; SRL's depend on the "
+                        "groups each step keeps, so use 'constant' (with learner.warmup_steps)")
+        return errs
+
+
+JOB_CONFIGS["srl"] = SRLJobConfig
+
+
+from halo_ray.srl.prompts import TeacherConfig  # noqa: E402
+
+
+@dataclass(frozen=True)
+class TeacherJobConfig:
+    """``halo-ray srl traces``: teacher traces for the SRL tasks (sample, parse, execute, filter, Parquet by slice)."""
+
+    model: ModelConfig = opt(ModelConfig(max_model_len=8192), "the teacher model (seed 003 §8: >= 8k context); pin it by path")
+    data: DataConfig = opt(DataConfig(train="srl#train"), "train: the tasks to write traces for (SRL problems: srl#train, srl)")
+    rollout: RolloutConfig = opt(RolloutConfig(samples_per_prompt=4, temperature=0.3, top_p=0.9, max_new_tokens=1024,
+                                               stop=("</state_update>",)),
+                                 "teacher sampling (seed 003 §19: T 0.3, top-p 0.9, stop at </state_update>; samples_per_prompt traces per task) and engines")
+    teacher: TeacherConfig = opt(TeacherConfig(), "few-shot anchors and the trace-quality filter")
+    verifier: SRLVerifierConfig = opt(SRLVerifierConfig(), "the sandbox that executes every parsed teacher action (its limits)")
+    output: str = opt("runs/teacher", "folder of traces.parquet, traces/<slice>.parquet and summary.json")
+    cluster: ClusterConfig = opt(ClusterConfig(), "Ray session")
+    logging: LoggingConfig = opt(LoggingConfig(), "logging")
+
+
+JOB_CONFIGS["teacher"] = TeacherJobConfig

@@ -31,6 +31,7 @@ JOBS: dict[str, tuple[str, ...]] = {
     "dpo-train": ("dpo", "train"),
     "dpo-eval": ("dpo", "eval"),
     "online_dpo": ("dpo", "online"),
+    "srl": ("srl", "train"),
 }
 """Sweepable jobs: name -> the ``halo-ray`` subcommand; each takes ``--config``, ``--set`` and ``--output DIR``."""
 

@@ -55,12 +55,19 @@ def build_program(problem: Mapping, completion: str) -> str:
 
 
 def verify_record(problem: Mapping, completion: str, record_id: str) -> dict:
-    """The record ``verify_batch`` takes for one sample: id, language, code, tests or test_cases, entry_point."""
+    """The record ``verify_batch`` takes for one sample: id, language, code, tests or test_cases, entry_point
+    (and, for an SRL problem, its ``verifier``, the raw ``completion``, ``teacher_trace`` and ``srl_task``)."""
     record = {"id": record_id, "language": problem.get("language") or "python",
               "code": build_program(problem, completion), "entry_point": problem.get("entry_point")}
     for key in ("tests", "test_cases"):
         if problem.get(key) is not None:
             record[key] = problem[key]
+    metadata = problem.get("metadata") or {}
+    if metadata.get("verifier"):  # a problem that names its verifier (SRL problems: srl_trace) keeps it
+        record["verifier"] = metadata["verifier"]
+    if metadata.get("teacher_trace") is not None:  # SRL trace matching scores the raw completion
+        record.update(completion=completion, teacher_trace=metadata["teacher_trace"],
+                      srl_task=metadata.get("srl_task"))
     return record
 
 

@@ -14,7 +14,7 @@ import sys
 from halo_ray.errors import HaloError
 
 # Each name is a module of halo_ray.cli with a register(subparsers) function.
-COMMAND_MODULES = ["model", "generate", "config_cmd", "bench", "data", "verify", "train", "runs", "dpo", "sweep"]
+COMMAND_MODULES = ["model", "generate", "config_cmd", "bench", "data", "verify", "train", "runs", "dpo", "srl", "sweep"]
 
 
 def build_parser() -> argparse.ArgumentParser:

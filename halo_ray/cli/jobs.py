@@ -12,7 +12,8 @@ JOBS = {"sft": ("SFTJobConfig", "halo_ray.driver.sft", "sft", False),
         "raft": ("RaftJobConfig", "halo_ray.driver.raft", "raft", True),
         "grpo": ("GRPOJobConfig", "halo_ray.driver.grpo", "grpo", True),
         "online_dpo": ("OnlineDPOJobConfig", "halo_ray.driver.online_dpo", "online_dpo", True),
-        "dpo": ("DPOJobConfig", "halo_ray.driver.dpo", "dpo", False)}
+        "dpo": ("DPOJobConfig", "halo_ray.driver.dpo", "dpo", False),
+        "srl": ("SRLJobConfig", "halo_ray.driver.srl", "srl", True)}
 """Job -> (config class in halo_ray.sections, driver module, function, resumable)."""
 
 

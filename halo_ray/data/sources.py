@@ -242,6 +242,23 @@ def load_demo(opts: SourceOptions) -> list[Problem]:
     return demo_problems(seed=int(opts.arg or 0))
 
 
+@SOURCES.register("srl")
+def load_srl(opts: SourceOptions) -> list[Problem]:
+    """The built-in SRL ast-grep refactoring tasks with their teacher traces (metadata.stage train/heldout; srl_trace verifier)."""
+    from halo_ray.srl.prompts import student_prompt
+    from halo_ray.srl.tasks import builtin_tasks
+
+    if opts.arg:
+        raise ConfigError(f"srl:{opts.arg}: the srl source takes no argument; keep one split with srl#train or "
+                          f"srl#heldout. {SPEC_GRAMMAR}")
+    # split too (heldout tasks are the test split), so that srl#train is not given a seeded split.
+    return [Problem(id=f"srl/{t.id}", prompt=student_prompt(t), language=t.language, source="srl",
+                    split="train" if t.split == "train" else "test",
+                    metadata={"stage": t.split, "category": t.language, "verifier": "srl_trace",
+                              "teacher_trace": t.teacher, "srl_task": t.id, "instruction": t.instruction})
+            for t in builtin_tasks()]
+
+
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("HF_DATASETS_OFFLINE", "") not in ("", "0"):
         return False

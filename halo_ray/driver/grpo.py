@@ -27,8 +27,13 @@ from halo_ray.sections import GRPOJobConfig
 log = logging.getLogger(__name__)
 
 
-def grpo_batch(config: GRPOJobConfig) -> Callable[[Stream, int], StepBatch]:
-    """GRPO's step: groups with signal (dynamic sampling), shaped rewards and group-normalised advantages."""
+def grpo_batch(config: GRPOJobConfig, zero_advantage: Callable[[dict], bool] | None = None
+               ) -> Callable[[Stream, int], StepBatch]:
+    """GRPO's step: groups with signal (dynamic sampling), shaped rewards and group-normalised advantages.
+
+    ``zero_advantage(row)`` True trains that sample with advantage 0 after its group's advantages are
+    computed (SRL: malformed traces; their reward still counts in the group's mean and std).
+    """
     g, max_new_tokens, temperature = config.objective.grpo, config.rollout.max_new_tokens, config.rollout.temperature
 
     def signal(groups: list) -> set:
@@ -40,6 +45,9 @@ def grpo_batch(config: GRPOJobConfig) -> Callable[[Stream, int], StepBatch]:
         table, counts = prepare_groups(samples_table([r for grp in taken for r in grp.rows]), g, max_new_tokens) \
             if taken else (pa.table({}), {})
         rows = table.to_pylist()
+        for x in rows if zero_advantage else ():
+            if zero_advantage(x):
+                x["advantage"] = 0.0
         examples = [{"prompt_token_ids": x["prompt_token_ids"], "token_ids": x["token_ids"], "logprobs": x["logprobs"],
                      "advantage": x["advantage"], "weight": x["weight"], "group": x["group"], "unit": x["group"]}
                     for x in rows if x["token_ids"]]

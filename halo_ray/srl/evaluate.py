@@ -74,7 +74,8 @@ def _histogram(values: list[float], lo: float, hi: float) -> dict:
     return {"edges": [round(float(e), 6) for e in edges], "counts": [int(c) for c in counts]}
 
 
-def _metrics(rows: list[dict]) -> dict:
+def slice_metrics(rows: list[dict]) -> dict:
+    """The §27 metrics of some rows (``summarize``'s per-slice entry)."""
     parsed = [r for r in rows if not r["malformed"]]
     executed = [r for r in rows if r["success"] is not None]
     return {
@@ -107,5 +108,5 @@ def summarize(rows: Sequence[dict], by: str = "language") -> dict:
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(str(row[by]), []).append(row)
-    return {"overall": _metrics(rows), f"by_{by}": {k: _metrics(v) for k, v in sorted(groups.items())}}
+    return {"overall": slice_metrics(rows), f"by_{by}": {k: slice_metrics(v) for k, v in sorted(groups.items())}}
 

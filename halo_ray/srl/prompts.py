@@ -1,7 +1,7 @@
 """Prompts for SRL teachers and students (seed 003 §19): a system role, few-shot anchors, the task.
 
-The teacher samples at low temperature with two or three anchors (correct traces of other tasks)
-and stops at ``</state_update>``. vLLM leaves a stop string out of the text unless
+The teacher samples at low temperature (the traces job's ``rollout`` section) with two or three anchors
+(correct traces of other tasks) and stops at ``</state_update>``. vLLM leaves a stop string out of the text unless
 ``include_stop_str_in_output`` is set, so ``close_trace`` restores it before parsing.
 """
 
@@ -29,21 +29,17 @@ SYSTEM = (
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    temperature: float = opt(0.3, "teacher sampling temperature (seed 003 §19: low, diversity comes from the tasks)")
-    top_p: float = opt(0.9, "teacher nucleus sampling")
-    few_shot: int = opt(2, "anchor traces of other tasks shown before each task (seed 003 §19: 2-3)")
+    """What ``halo-ray srl traces`` adds to sampling (which is the job's ``rollout`` section: T 0.3, top-p 0.9,
+    stop at ``</state_update>``, seed 003 §19): the anchors and the filter."""
+
+    few_shot: int = opt(2, "anchor traces of other (training) tasks shown before each task (seed 003 §19: 2-3)")
     max_think_tokens: int = opt(512, "<think> longer than this many tokens lowers trace_quality (seed 003 §5)")
-    max_new_tokens: int = opt(1024, "generation cap per trace (seed 003 §21)")
     min_quality: float = opt(0.6, "teacher steps below this trace_quality are dropped (seed 003 §5)")
 
     def validate(self) -> list[str]:
         errs = []
-        if self.temperature < 0:
-            errs.append(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            errs.append(f"top_p must be in (0, 1], got {self.top_p}")
-        errs += [f"{k} must be positive, got {getattr(self, k)}" for k in ("max_think_tokens", "max_new_tokens")
-                 if getattr(self, k) <= 0]
+        if self.max_think_tokens <= 0:
+            errs.append(f"max_think_tokens must be positive, got {self.max_think_tokens}")
         if self.few_shot < 0:
             errs.append(f"few_shot must be >= 0, got {self.few_shot}")
         if not 0 <= self.min_quality <= 1:
@@ -65,6 +61,11 @@ def messages(task: Task, anchors: Sequence[Task] = ()) -> list[dict]:
         out += [{"role": "user", "content": anchor.prompt()}, {"role": "assistant", "content": anchor.teacher}]
     out.append({"role": "user", "content": task.prompt()})
     return out
+
+
+def student_prompt(task: Task) -> str:
+    """The plain-text prompt a student completes on the stream (no chat template): the system role, then the task."""
+    return f"{SYSTEM}\n\n{task.prompt()}\nAnswer:\n"
 
 
 def close_trace(text: str) -> str:

@@ -11,6 +11,7 @@ from halo_ray.verifiers.verdicts import FAILED, JUDGED, SUCCESS, UNSCORED, UNTES
 from halo_ray.verifiers import python as _python  # noqa: F401  (registers python, humaneval, mbpp, pytest)
 from halo_ray.verifiers import native as _native  # noqa: F401  (registers gcc, g++, clang, clang++, rust, go)
 from halo_ray.verifiers import dispatch as _dispatch  # noqa: F401  (registers auto, stdio)
+from halo_ray.verifiers import srl as _srl  # noqa: F401  (registers srl_trace: in process, no sandbox)
 from halo_ray.verifiers.config import VerifierConfig
 from halo_ray.verifiers.pool import Verifier, available_cpus, verify_batch
 

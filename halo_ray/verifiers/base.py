@@ -32,12 +32,12 @@ def auto_rewards() -> dict[str, list[str]]:
     """Scheme -> the registered verifiers whose ``verifier.reward: auto`` it is, in registration order.
 
     Verifiers that dispatch by language (``auto``, ``stdio``) are left out: they take the scheme of
-    the verifier each record goes to.
+    the verifier each record goes to; so are in-process scorers (``srl_trace``), whose reward is their own.
     """
     out: dict[str, list[str]] = {}
     for name in VERIFIERS:
         impl = VERIFIERS.get(name)()
-        if not hasattr(impl, "delegate"):
+        if not hasattr(impl, "delegate") and not getattr(impl, "in_process", False):
             out.setdefault(impl.default_reward({}), []).append(name)
     return out
 

@@ -51,7 +51,8 @@ def plan_request(record: dict, cfg: VerifierConfig, impl: Callable[[str], object
     req["limits"] = limits(cfg)
     # Part of the cache key, ignored by the worker: the scheme changes the result, never the judgement.
     req["verifier"] = name
-    req["reward"] = resolve(cfg.reward, verifier.default_reward(record))
+    if not req.get("in_process"):  # in-process scorers (srl_trace) have their own reward, not a scheme of the table
+        req["reward"] = resolve(cfg.reward, verifier.default_reward(record))
     return req
 
 
@@ -114,6 +115,8 @@ class Verifier:
         if self._closed:
             raise SandboxError("this Verifier is closed")
         requests = [self.request(r) for r in records]
+        if any(req.get("in_process") for req in requests):
+            return self._verify_mixed(records, requests, progress)
         keys = [self.cache_key(r) for r in requests]
         results: dict[str, dict] = {}
         todo: dict[str, dict] = {}
@@ -139,6 +142,25 @@ class Verifier:
                     if progress:
                         progress(done, len(records))
         return [{"id": record.get("id"), **results[key]} for key, record in zip(keys, records)]
+
+    def _verify_mixed(self, records: list[dict], requests: list[dict],
+                      progress: Callable[[int, int], None] | None) -> list[dict]:
+        """Records of ``in_process`` verifiers (SRL trace matching) scored here, the rest in the sandboxes."""
+        out: list[dict | None] = [None] * len(records)
+        local: dict[str, list[int]] = {}
+        for i, req in enumerate(requests):
+            if req.get("in_process"):
+                local.setdefault(req["verifier"], []).append(i)
+        for name, idx in local.items():
+            results = self._impl(name).score_records([records[i] for i in idx], self.cfg, self)
+            for i, result in zip(idx, results):
+                out[i] = {**result, "id": records[i].get("id")}
+        rest = [i for i, slot in enumerate(out) if slot is None]
+        for i, result in zip(rest, self.verify([records[i] for i in rest]) if rest else []):
+            out[i] = result
+        if progress:
+            progress(len(records), len(records))
+        return out
 
     def _remember(self, key: str, result: dict) -> None:
         if self.cfg.cache_size <= 0:

@@ -57,6 +57,10 @@ def test_close_trace_restores_the_stop_string():
 
 
 def test_teacher_config():
-    assert from_dict(TeacherConfig, {}).temperature == 0.3
-    with pytest.raises(ConfigError, match="top_p"):
-        from_dict(TeacherConfig, {"top_p": 0.0})
+    from halo_ray.sections import TeacherJobConfig
+
+    job = from_dict(TeacherJobConfig, {})
+    assert (job.rollout.temperature, job.rollout.top_p, job.rollout.stop) == (0.3, 0.9, ("</state_update>",))
+    assert from_dict(TeacherConfig, {}).min_quality == 0.6
+    with pytest.raises(ConfigError, match="min_quality"):
+        from_dict(TeacherConfig, {"min_quality": 1.5})

@@ -205,6 +205,11 @@ def test_every_registered_verifier_builds_and_plans(name):
               "entry_point": "f", "test_cases": [{"input": "", "output": "1"}]}
     if name == "humaneval":
         record["tests"] = "def check(c):\n    assert c() == 1\n"
+    if getattr(impl, "in_process", False):  # scored in process by the pool (srl_trace): no sandbox request
+        assert impl.plan({**record, "teacher_trace": "t"}, CFG) == {"in_process": True}
+        with pytest.raises(DataError):
+            impl.plan(record, CFG)
+        return
     plan = impl.plan(record, CFG)
     assert plan["kind"] in ("python", "pytest", "python_stdio", "native")
 
