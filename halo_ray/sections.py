@@ -512,7 +512,7 @@ class SRLTrainConfig:
 
 def _srl_objective() -> ObjectiveConfig:
     # Seed 003 §26: clip 0.2 both ways, KL to the base in 0.01-0.1, the verifier's reward as is.
-    return ObjectiveConfig(name="grpo", grpo=GRPOConfig(eps_low=0.2, eps_high=0.2, kl_coef=0.05, reward="graduated"))
+    return ObjectiveConfig(name="grpo", grpo=GRPOConfig(eps_low=0.2, eps_high=0.2, kl_coef=0.05, reward="verifier"))
 
 
 @dataclass(frozen=True)
@@ -539,6 +539,9 @@ class SRLJobConfig:
             errs.append(f"objective.name: SRL trains the grpo objective, got {self.objective.name!r}")
         if self.verifier.name != "srl_trace":
             errs.append(f"verifier.name: SRL's rewards are trace matching (srl_trace), got {self.verifier.name!r}")
+        if self.objective.grpo.reward != "verifier":
+            errs.append("objective.grpo.reward: SRL trains on the trace-matching reward as the verifier gives it "
+                        f"('verifier'), got {self.objective.grpo.reward!r} (a test-table scheme has no trace tiers)")
         if self.rollout.samples_per_prompt < 2:
             errs.append("rollout.samples_per_prompt: GRPO needs at least 2 samples per prompt to form a group "
                         f"advantage, got {self.rollout.samples_per_prompt}")
