@@ -33,13 +33,13 @@ demo: $(STAMP)
 # share a process with the integration tests' Ray session and actors.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra tests/unit
-	$(BIN)/python -m pytest -q -ra tests/integration
+	$(BIN)/python -m pytest -q -ra --durations=15 tests/integration
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q -ra tests/unit
 
 test-integration: $(STAMP)
-	$(BIN)/python -m pytest -q -ra tests/integration
+	$(BIN)/python -m pytest -q -ra --durations=15 tests/integration
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(RUN)
