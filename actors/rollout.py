@@ -1,8 +1,10 @@
 """``RolloutActor``: a Ray actor hosting one ``halo_ray.rollout.RolloutEngine`` (vLLM).
 
 The actor adds placement (CPU, or ``num_gpus`` per engine) and lifecycle. It is threaded
-(``max_concurrency`` 4) so that ``update_weights`` can run between the engine steps of a
-``generate`` call in flight, and several ``generate`` calls can batch in one engine.
+(``max_concurrency`` 4) so that several ``generate`` calls can batch in one engine; the control calls
+(``update_weights``, ``version``, ``resume``, ``stats``) have their own thread (the ``control``
+concurrency group), so a weight update or a heal never queues behind generate calls in flight: it
+runs between two engine steps of theirs (``StepLock``).
 ``generate`` returns an Arrow table, which Ray stores and hands back as an object ref.
 """
 
@@ -15,7 +17,7 @@ from halo_ray.rollout import EngineRestartedError, RolloutEngine, engine_env
 from halo_ray.sections import ModelConfig, RolloutConfig
 
 
-@ray.remote
+@ray.remote(concurrency_groups={"control": 1})
 class RolloutActor:
     def __init__(self, model: ModelConfig, rollout: RolloutConfig, index: int = 0):
         self.engine = RolloutEngine(model, rollout, index)
@@ -30,26 +32,31 @@ class RolloutActor:
                                        "it samples again once the driver has healed it (RolloutGroup.heal)")
         return self.engine.generate(prompts, **overrides)
 
+    @ray.method(concurrency_group="control")
     def update_weights(self, weights, version: int) -> int:
         """Swap in a state dict or ``LoraAdapter`` (usually passed by ref); returns the new version."""
         version = self.engine.update_weights(weights, version)
         self.waiting = False
         return version
 
+    @ray.method(concurrency_group="control")
     def resume(self) -> None:
         """After a restart: the initial weights are the run's latest (version 0); sample again."""
         self.waiting = False
 
+    @ray.method(concurrency_group="control")
     def version(self) -> int:
         """The weights' policy version; -1 after a restart by Ray until the driver heals the engine."""
         return -1 if self.waiting else self.engine.version
 
+    @ray.method(concurrency_group="control")
     def stats(self) -> dict:
         return self.engine.stats()
 
     def ready(self) -> bool:
         return True
 
+    @ray.method(concurrency_group="control")
     def close(self) -> None:
         """Remove the engine's temporary files (LoRA adapters) before the actor is killed."""
         self.engine.close()

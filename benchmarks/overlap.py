@@ -2,7 +2,8 @@
 ideal pipeline and against the same run at ``max_staleness: 0``.
 
 Stand-in stages with set costs replace the engine, the verifier and the learner (Ray actors that
-sleep; the engine holds a lock per chunk as vLLM's step loop does, and a weight update waits for it),
+sleep; the engine holds ``RolloutEngine``'s own ``StepLock`` one engine step at a time, so a weight update
+waits for the current step only),
 while everything else is the real thing: ``halo_ray.driver.stream.Stream`` with its ``StreamBuffer``,
 the same refs chained from engine to verifier, ``ray.wait`` on scored chunks, the same loop shape as
 ``halo_ray.driver.raft``. Two cost profiles: balanced (each stage the same seconds per step) and
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 
 import ray
@@ -31,29 +31,38 @@ from machine import describe  # benchmarks/machine.py (scripts run from their fo
 from halo_ray.driver.stream import Stream, Timeline
 from halo_ray.samples import SCORED_SCHEMA
 from halo_ray.sections import RolloutConfig, StreamConfig
+from halo_ray.timing import StepLock
 
 SAMPLES = 4  # samples per prompt
+STEP_S = 0.01  # one engine step (a decode step of the batch): what a weight update waits for at most
 
 
-@ray.remote(max_concurrency=4)
+@ray.remote(concurrency_groups={"control": 1})  # as RolloutActor: updates never queue behind generate calls
 class SleepEngine:
     """Samples a chunk in ``per_prompt_s`` seconds per prompt, one chunk at a time (the engine's lock)."""
 
     def __init__(self, per_prompt_s: float, sync_s: float):
         self.per_prompt_s, self.sync_s, self.version = per_prompt_s, sync_s, 0
-        self.lock = threading.Lock()
+        self.lock = StepLock()  # the real engine's lock
 
     def generate(self, prompts, **_):
-        with self.lock:
-            first, started = self.version, time.perf_counter()
-            time.sleep(self.per_prompt_s * len(prompts))
-            took = time.perf_counter() - started
-            return [dict(prompt_id=p["prompt_id"], sample_index=i, prompt="", completion="", prompt_token_ids=[1],
-                         token_ids=[2], logprobs=[-0.1], policy_version=first, policy_version_last=self.version,
-                         finish_reason="stop", engine=0, generate_s=took) for p in prompts for i in range(SAMPLES)]
+        first, started = self.version, time.perf_counter()
+        left = self.per_prompt_s * len(prompts)
+        while left > 0:  # one engine step at a time under the lock: a weight update lands between steps
+            with self.lock.step():
+                time.sleep(min(STEP_S, left))
+            left -= STEP_S
+        took = time.perf_counter() - started
+        return [dict(prompt_id=p["prompt_id"], sample_index=i, prompt="", completion="", prompt_token_ids=[1],
+                     token_ids=[2], logprobs=[-0.1], policy_version=first, policy_version_last=self.version,
+                     finish_reason="stop", engine=0, generate_s=took) for p in prompts for i in range(SAMPLES)]
 
+    def ready(self) -> bool:
+        return True
+
+    @ray.method(concurrency_group="control")
     def update_weights(self, version: int):
-        with self.lock:
+        with self.lock.update():
             time.sleep(self.sync_s)
             self.version = version
 
@@ -64,6 +73,9 @@ class SleepVerifier:
 
     def __init__(self, per_sample_s: float):
         self.per_sample_s = per_sample_s
+
+    def ready(self) -> bool:
+        return True
 
     def score(self, rows, problems):
         time.sleep(self.per_sample_s * len(rows))
@@ -98,8 +110,9 @@ class StandInVerifiers:
 def run(steps: int, prompts: int, staleness: int, gen_s: float, verify_s: float, train_s: float, sync_s: float,
         chunk: int) -> dict:
     """One run of ``steps`` learner steps; per-step stage costs in seconds. Returns wall time and counts."""
-    engine = SleepEngine.remote(gen_s / prompts, sync_s)
+    engine = SleepEngine.options(max_concurrency=4).remote(gen_s / prompts, sync_s)
     verifier = SleepVerifier.remote(verify_s / (prompts * SAMPLES))
+    ray.get([engine.ready.remote(), verifier.ready.remote()])  # actor start-up is not the stream's scheduling
     problems = {f"p{i:03d}": {"prompt": ""} for i in range(prompts * (steps + staleness + 2))}
     cfg = StreamConfig(num_steps=steps, prompts_per_step=prompts, chunk_prompts=chunk, max_staleness=staleness)
     stream = Stream(StandInRollout(engine), StandInVerifiers(verifier), problems, cfg,

@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import pyarrow as pa
 from halo_ray.errors import ModelError
 from halo_ray.samples import ROLLOUT_SCHEMA
 from halo_ray.sections import ModelConfig, RolloutConfig
-from halo_ray.timing import BusyClock
+from halo_ray.timing import BusyClock, StepLock
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,7 @@ class RolloutEngine:
 
         self.model, self.rollout, self.index = model, rollout, index
         self.version = 0
-        self._lock = threading.Lock()
+        self._lock = StepLock()  # steps of every generate call, and weight updates ahead of them
         self._finished: dict[str, Any] = {}
         self._lora_request = None
         # Adapter folders stay until no unfinished request was admitted under them (vLLM reads a
@@ -172,7 +171,7 @@ class RolloutEngine:
     def _generate(self, prompts: list[dict], overrides: dict) -> pa.Table:
         started = time.perf_counter()
         by_request: dict[str, tuple[dict, int]] = {}
-        with self._lock:
+        with self._lock.step():
             for p in prompts:
                 # ``seed_key`` lets the stream give a prompt visited again (a later epoch) new samples.
                 params = self.sampling_params(str(p.get("seed_key", p["prompt_id"])), **overrides)
@@ -186,7 +185,7 @@ class RolloutEngine:
                     self._adapter_users[version] = self._adapter_users.get(version, 0) + 1
         engine = self.llm.llm_engine
         while not all(rid in self._finished for rid in by_request):
-            with self._lock:  # a weight update waits for this step, then the loop resumes
+            with self._lock.step():  # a weight update waits for this step, then the loop resumes
                 # Outputs of other threads' requests are filed for them: calls may overlap.
                 for out in engine.step():
                     if out.finished:
@@ -221,7 +220,7 @@ class RolloutEngine:
         """
         if version <= self.version:
             raise ValueError(f"weights version {version} is not newer than the engine's {self.version}")
-        with self._lock:
+        with self._lock.update():
             if isinstance(weights, LoraAdapter):
                 from vllm.lora.request import LoRARequest
 

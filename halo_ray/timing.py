@@ -1,4 +1,5 @@
-"""Busy time of a component whose calls may overlap (threaded actors), for idle fractions."""
+"""Threaded actors whose calls overlap: busy time for idle fractions (``BusyClock``), and turn-taking
+between engine steps and weight updates (``StepLock``)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,50 @@ class BusyClock:
         with self._lock:
             running = time.perf_counter() - self._since if self._active else 0.0
             return self._busy + running
+
+
+class StepLock:
+    """The engine's lock: generate threads take it one engine step at a time; a weight update takes it
+    at the next step boundary, ahead of every thread waiting for a step.
+
+    A plain ``threading.Lock`` is not fair: with several generate threads looping over steps, an update
+    could wait many steps for its turn while the learner (and the next training step) waits for it.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._held = False
+        self._updates_waiting = 0
+
+    @contextlib.contextmanager
+    def step(self):
+        """Hold the engine for one step (or one enqueue); yields to any waiting update first."""
+        with self._cond:
+            while self._held or self._updates_waiting:
+                self._cond.wait()
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    @contextlib.contextmanager
+    def update(self):
+        """Hold the engine for a weight swap, as soon as the current step ends."""
+        with self._cond:
+            self._updates_waiting += 1
+            try:
+                while self._held:
+                    self._cond.wait()
+            finally:
+                self._updates_waiting -= 1
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()

@@ -55,16 +55,18 @@ def test_weight_update_changes_greedy_output_and_version(ray_session, tiny_model
         before = g.generate(PROMPTS[:2], n=1, temperature=0.0).to_pylist()
         torch.manual_seed(0)
         state = {k: v + 0.3 * torch.randn_like(v) for k, v in AutoModelForCausalLM.from_pretrained(tiny_model).state_dict().items()}
-        # Requests in flight while the weights change: paused between steps, not lost.
-        in_flight = g.submit(PROMPTS * 4, n=4, temperature=1.0, max_tokens=24)
+        # Requests in flight while the weights change: paused between steps, not lost. Four generate
+        # calls fill the actor's four generate threads; the update has its own thread (the control
+        # concurrency group) and lands between engine steps, while every one of the four is unfinished.
+        in_flight = g.submit(PROMPTS * 4, chunk_size=len(PROMPTS), n=4, temperature=1.0, max_tokens=48)
         g.update_weights(state, 1)
         import ray
 
-        from halo_ray.samples import concat
-
-        during = concat(ray.get(in_flight)).to_pylist()
-        assert len(during) == 4 * 4 * len(PROMPTS)
-        assert {r["policy_version"] for r in during} <= {0, 1}
+        calls = [ray.get(ref).to_pylist() for ref in in_flight]
+        assert [len(c) for c in calls] == [4 * len(PROMPTS)] * 4
+        assert {r["policy_version"] for c in calls for r in c} <= {0, 1}
+        assert all(any(r["policy_version_last"] == 1 for r in c) for c in calls), \
+            "the update waited for a generate call to finish instead of landing between engine steps"
         after = g.generate(PROMPTS[:2], n=1, temperature=0.0).to_pylist()
         assert [r["policy_version"] for r in after] == [1, 1]
         assert [r["completion"] for r in after] != [r["completion"] for r in before]

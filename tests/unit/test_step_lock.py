@@ -1,0 +1,71 @@
+"""``StepLock``: a weight update takes the engine at the next step boundary, ahead of every generate
+thread already waiting for a step (a plain lock may let it wait behind many steps)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from halo_ray.timing import StepLock
+
+
+def _wait_until(predicate, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_a_waiting_update_goes_before_waiting_steps():
+    lock, order = StepLock(), []
+    release_first = threading.Event()
+
+    def first_step():
+        with lock.step():
+            order.append("step-0")
+            release_first.wait(5)
+
+    def step(i):
+        with lock.step():
+            order.append(f"step-{i}")
+
+    def update():
+        with lock.update():
+            order.append("update")
+
+    holder = threading.Thread(target=first_step)
+    holder.start()
+    _wait_until(lambda: order == ["step-0"])
+    steppers = [threading.Thread(target=step, args=(i,)) for i in range(1, 4)]
+    for t in steppers:
+        t.start()
+    time.sleep(0.05)  # the steppers are waiting for the lock
+    updater = threading.Thread(target=update)
+    updater.start()
+    _wait_until(lambda: lock._updates_waiting == 1)
+    release_first.set()
+    for t in [holder, updater, *steppers]:
+        t.join(5)
+    assert order[:2] == ["step-0", "update"]
+    assert sorted(order[2:]) == ["step-1", "step-2", "step-3"]
+
+
+def test_steps_and_updates_exclude_each_other():
+    lock, inside, overlaps = StepLock(), [0], []
+
+    def work(kind: str):
+        for _ in range(200):
+            with getattr(lock, kind)():
+                inside[0] += 1
+                if inside[0] != 1:
+                    overlaps.append(kind)
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in ("step", "step", "step", "update", "update")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not overlaps
+    assert not lock._held and lock._updates_waiting == 0
+
