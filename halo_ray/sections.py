@@ -218,6 +218,15 @@ class CheckpointConfig:
         return errs
 
 
+def stream_schedule_errors(learner: LearnerConfig, why: str) -> list[str]:
+    """A stream job's optimizer steps are not known in advance (``why``): refuse a cosine decay, which needs
+    its end. ``config check`` refuses it too, since every job config's ``validate`` calls this."""
+    if learner.lr_schedule != "cosine":
+        return []
+    return [f"learner.lr_schedule: 'cosine' needs a known number of optimizer steps; {why}, so use 'constant' "
+            "(with learner.warmup_steps)"]
+
+
 @dataclass(frozen=True)
 class RaftJobConfig:
     """``halo-ray raft train``: RAFT on the asynchronous stream (generate, verify, keep the best, train, sync weights)."""
@@ -236,10 +245,7 @@ class RaftJobConfig:
     logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
 
     def validate(self) -> list[str]:
-        if self.learner.lr_schedule == "cosine":  # also refused by raft(); here so `config check` refuses it too
-            return ["learner.lr_schedule: 'cosine' needs a known number of steps; RAFT trains on what each "
-                    "step keeps, so use 'constant' (with learner.warmup_steps)"]
-        return []
+        return stream_schedule_errors(self.learner, "RAFT trains on what each step keeps")
 
 
 @dataclass(frozen=True)
@@ -259,10 +265,7 @@ class GRPOJobConfig:
     logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
 
     def validate(self) -> list[str]:
-        if self.learner.lr_schedule == "cosine":
-            return ["learner.lr_schedule: 'cosine' needs a known number of optimizer steps; GRPO's depend on the "
-                    "groups each step keeps, so use 'constant' (with learner.warmup_steps)"]
-        return []
+        return stream_schedule_errors(self.learner, "GRPO's depend on the groups each step keeps")
 
 
 @dataclass(frozen=True)
@@ -445,10 +448,7 @@ class OnlineDPOJobConfig:
         if self.learner.micro_batch_size < 2:
             errs.append("learner.micro_batch_size: a DPO pair (chosen and rejected) needs 2 sequences per micro-batch, "
                         f"got {self.learner.micro_batch_size}")
-        if self.learner.lr_schedule == "cosine":
-            errs.append("learner.lr_schedule: 'cosine' needs a known number of optimizer steps; online DPO's depend on "
-                        "the pairs each step forms, so use 'constant' (with learner.warmup_steps)")
-        return errs
+        return errs + stream_schedule_errors(self.learner, "online DPO's depend on the pairs each step forms")
 
 
 JOB_CONFIGS["online_dpo"] = OnlineDPOJobConfig
@@ -545,10 +545,7 @@ class SRLJobConfig:
         if self.rollout.samples_per_prompt < 2:
             errs.append("rollout.samples_per_prompt: GRPO needs at least 2 samples per prompt to form a group "
                         f"advantage, got {self.rollout.samples_per_prompt}")
-        if self.learner.lr_schedule == "cosine":
-            errs.append("learner.lr_schedule: 'cosine' needs a known number of optimizer steps; SRL's depend on the "
-                        "groups each step keeps, so use 'constant' (with learner.warmup_steps)")
-        return errs
+        return errs + stream_schedule_errors(self.learner, "SRL's depend on the groups each step keeps")
 
 
 JOB_CONFIGS["srl"] = SRLJobConfig
