@@ -53,3 +53,14 @@ def output_overrides(path: str | None) -> dict:
         return {}
     p = Path(path)
     return {"logging.run_dir": str(p.parent), "logging.name": p.name}
+
+
+def run_driver(function, config, *args, **kwargs) -> Any:
+    """Call a driver entry point (``function(config, *args, **kwargs)``) and shut the driver's actors down
+    however it ends; returns what it returned. The CLI commands that start a job all go through here."""
+    from halo_ray import driver
+
+    try:
+        return function(config, *args, **kwargs)
+    finally:
+        driver.shutdown()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from halo_ray.cli.common import add_config_args, job_config, output_overrides
+from halo_ray.cli.common import add_config_args, job_config, output_overrides, run_driver
 
 
 def register(sub) -> None:
@@ -87,13 +87,9 @@ def run_prefs(args: argparse.Namespace) -> int:
     from halo_ray.sections import DPOJobConfig
 
     config = job_config(DPOJobConfig, args, {"model.path": args.model, "data.train": args.data, **output_overrides(args.output)})
-    from halo_ray import driver
     from halo_ray.driver.dpo import preferences
 
-    try:
-        summary = preferences(config, progress=print)
-    finally:
-        driver.shutdown()
+    summary = run_driver(preferences, config, progress=print)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -103,13 +99,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     config = job_config(DPOJobConfig, args, {"model.path": args.model, "dpo.finetuned": args.finetuned,
                                              "data.eval": args.data, **output_overrides(args.output)})
-    from halo_ray import driver
     from halo_ray.driver.dpo import evaluate
 
-    try:
-        summary = evaluate(config, progress=print)
-    finally:
-        driver.shutdown()
+    summary = run_driver(evaluate, config, progress=print)
     print_comparison(summary)
     return 0
 
@@ -135,13 +127,9 @@ def run_train(args: argparse.Namespace) -> int:
     from halo_ray.sections import DPOJobConfig
 
     config = job_config(DPOJobConfig, args, {"model.path": args.model, **output_overrides(args.output)})
-    from halo_ray import driver
     from halo_ray.driver.dpo import train
 
-    try:
-        summary = train(config, progress=print)
-    finally:
-        driver.shutdown()
+    summary = run_driver(train, config, progress=print)
     print(json.dumps({k: v for k, v in summary.items() if k != "train"}, indent=2))
     return 0
 
@@ -150,12 +138,8 @@ def run_all(args: argparse.Namespace) -> int:
     from halo_ray.sections import DPOJobConfig
 
     config = job_config(DPOJobConfig, args, {"model.path": args.model, "data.train": args.data, **output_overrides(args.output)})
-    from halo_ray import driver
     from halo_ray.driver.dpo import dpo
 
-    try:
-        summary = dpo(config, progress=print)
-    finally:
-        driver.shutdown()
+    summary = run_driver(dpo, config, progress=print)
     print_comparison(summary)
     return 0

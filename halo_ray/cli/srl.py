@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from halo_ray.cli.common import add_config_args, job_config, print_table
+from halo_ray.cli.common import add_config_args, job_config, print_table, run_driver
 
 
 def register(sub) -> None:
@@ -53,13 +53,9 @@ def run_traces(args: argparse.Namespace) -> int:
 
     config = job_config(TeacherJobConfig, args, {"model.path": args.model, "data.train": args.tasks,
                                                  "output": args.output})
-    from halo_ray import driver
     from halo_ray.driver.srl import traces
 
-    try:
-        summary = traces(config, progress=print)
-    finally:
-        driver.shutdown()
+    summary = run_driver(traces, config, progress=print)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -69,13 +65,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     config = job_config(SRLJobConfig, args, {"model.path": args.model, "data.eval": args.tasks,
                                              "eval.samples": args.samples})
-    from halo_ray import driver
     from halo_ray.driver.srl import evaluate_model
 
-    try:
-        report = evaluate_model(config, args.output or "", progress=print)
-    finally:
-        driver.shutdown()
+    report = run_driver(evaluate_model, config, args.output or "", progress=print)
     keys = ("samples", "trace_parse_rate", "action_fidelity", "state_faithfulness", "think_similarity",
             "brevity_penalty", "reward_mean", "execution_success", "think_tokens", "state_tokens")
     slices = [("overall", report["overall"])] + sorted(report["by_language"].items())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from halo_ray.cli.common import add_config_args, job_config, output_overrides
+from halo_ray.cli.common import add_config_args, job_config, output_overrides, run_driver
 
 
 def register(sub) -> None:
@@ -70,13 +70,9 @@ def run_sft(args: argparse.Namespace) -> int:
 
     config = job_config(SFTJobConfig, args, {"model.path": args.model, "data.train": args.data,
                                              "learner.epochs": args.epochs, **output_overrides(args.output)})
-    from halo_ray import driver
     from halo_ray.driver.sft import sft
 
-    try:
-        summary = sft(config)
-    finally:
-        driver.shutdown()
+    summary = run_driver(sft, config)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -85,7 +81,7 @@ def run_stream_job(args: argparse.Namespace) -> int:
     """``raft train`` / ``grpo train`` / ``dpo online``: the same flags, the job's driver loop."""
     import importlib
 
-    from halo_ray import driver, sections
+    from halo_ray import sections
 
     from halo_ray.cli.jobs import JOBS
 
@@ -94,10 +90,7 @@ def run_stream_job(args: argparse.Namespace) -> int:
         "model.path": args.model, "data.train": args.data, "data.eval": args.eval, "verifier.name": args.verifier,
         "stream.num_steps": args.steps, **output_overrides(args.output)})
     loop = getattr(importlib.import_module(module), function)
-    try:
-        summary = loop(config, resume=args.resume, progress=print)
-    finally:
-        driver.shutdown()
+    summary = run_driver(loop, config, resume=args.resume, progress=print)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -106,11 +99,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from halo_ray.sections import DemoConfig
 
     config = job_config(DemoConfig, args, {"output": args.output, "algorithm": args.algorithm})
-    from halo_ray import driver
     from halo_ray.driver.demo import demo
 
-    try:
-        demo(config)
-    finally:
-        driver.shutdown()
+    run_driver(demo, config)
     return 0
