@@ -18,7 +18,8 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from halo_ray.learner import Learner, free_port, learner_env, merge_metrics
+from halo_ray.learner import Learner, free_port, learner_env
+from halo_ray.learner_plan import merge_metrics
 from halo_ray.placement import actor_name
 from halo_ray.sections import LearnerConfig, ModelConfig, ObjectiveConfig
 

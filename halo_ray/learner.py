@@ -4,10 +4,10 @@ Plain Python, no Ray: ``actors/learner.py`` runs one per Ray actor and sets ``MA
 ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` first; alone (world size 1) it sets
 them itself. CPU ranks use gloo (``DS_ACCELERATOR=cpu``), GPU ranks NCCL.
 
-Every rank receives the same examples and the same seed, and computes the same plan: shuffle, pad
-cyclically to a whole number of optimizer steps (as ``DistributedSampler`` pads), cut into
-micro-batches and deal micro-batch k to rank k mod N. So N ranks with ``grad_accum`` g make the same
-updates as one rank with N*g, and every rank runs the same number of collective steps.
+Every rank receives the same examples and the same seed, and computes the same plan
+(``halo_ray.learner_plan``): units shuffled whole, packed into micro-batches, padded to a whole number
+of optimizer steps, micro-batch k dealt to rank k mod N. So N ranks with ``grad_accum`` g make the
+same updates as one rank with N*g, and every rank runs the same number of collective steps.
 
 Checkpoints (``save_checkpoint``) are Hugging Face directories (full model or PEFT adapter, plus the
 tokenizer) with ``trainer_state.json`` (step, ``extra``: the caller's data position), one
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from halo_ray.errors import ConfigError, ModelError
+from halo_ray.learner_plan import mean_finite, plan_micro_batches, step_norms
 from halo_ray.objectives import build_objective
 from halo_ray.sections import LearnerConfig, ModelConfig, ObjectiveConfig
 
@@ -53,94 +53,6 @@ def learner_env(learner: LearnerConfig) -> dict[str, str]:
     if learner.num_gpus_per_rank == 0:
         env["DS_ACCELERATOR"] = "cpu"
     return env
-
-
-def plan_micro_batches(examples: Sequence[dict], num_ranks: int, micro_batch_size: int, grad_accum: int,
-                       rng: random.Random) -> list[list[list[list[int | None]]]]:
-    """Shuffle, pack and deal examples into optimizer steps of each rank's micro-batches, for one epoch.
-
-    Examples sharing a ``unit`` key (a GRPO group, a DPO pair) stay together: units are shuffled
-    whole and packed in order into micro-batches of at most ``micro_batch_size`` sequences (a unit
-    larger than that gets a micro-batch of its own). The last step is filled with padding
-    micro-batches (``None``: one weight-0 row that trains nothing), so every rank runs the same
-    number of collective steps.
-
-    Args:
-        examples: the training examples (every rank passes the same list).
-        num_ranks, micro_batch_size, grad_accum: the data-parallel layout.
-        rng: shuffling RNG; all ranks hold the same state, so all compute the same plan.
-    Returns:
-        ``plan[step][rank]`` is that rank's list of ``grad_accum`` micro-batches for the step, each a
-        list of example indices (or ``None`` for a padding micro-batch). Step s holds micro-batches
-        ``s*g*N ... (s+1)*g*N - 1`` of the packed order, micro-batch k going to rank ``k mod N``, so
-        N ranks with accumulation g make the same steps as one rank with N*g.
-    """
-    units: dict[Any, list[int]] = {}
-    for i, ex in enumerate(examples):
-        units.setdefault(ex.get("unit", ("example", i)), []).append(i)
-    order = list(units.values())
-    rng.shuffle(order)
-    micro: list[list[int] | None] = []
-    for unit in order:
-        if micro and micro[-1] is not None and len(micro[-1]) + len(unit) <= micro_batch_size:
-            micro[-1].extend(unit)
-        else:
-            micro.append(list(unit))
-    per_step = grad_accum * num_ranks
-    steps = max(1, math.ceil(len(micro) / per_step))
-    micro += [None] * (steps * per_step - len(micro))
-    return [[[micro[s * per_step + j] for j in range(r, per_step, num_ranks)] for r in range(num_ranks)]
-            for s in range(steps)]
-
-
-def step_norms(examples: Sequence[dict], step: list[list[list[int] | None]], max_len: int) -> dict[str, float]:
-    """The contract's step-wide normalisers for one step of the plan (the same on every rank)."""
-    tokens, sequences, pairs = 0.0, 0.0, set()
-    for rank in step:
-        for micro in rank:
-            for i in micro or []:
-                ex = examples[i]
-                if float(ex.get("weight", 1.0)) == 0:
-                    continue
-                room = max(0, max_len - len(ex["prompt_token_ids"]))
-                tokens += min(len(ex["token_ids"]), room)
-                sequences += 1
-                if ex.get("pair_id", -1) is not None and ex.get("pair_id", -1) >= 0:
-                    pairs.add(ex["pair_id"])
-    return {"norm_tokens": tokens, "norm_sequences": sequences, "norm_pairs": float(len(pairs))}
-
-
-SUMMED = ("loss", "samples", "tokens")  # per-rank shares that add up; every other metric is averaged
-
-
-def merge_metrics(per_rank: list[dict]) -> dict:
-    """Combine the ``Learner.train`` results of all ranks.
-
-    The loss is the sum of the ranks' shares (each rank's share of each step's loss), samples and
-    tokens add up, throughput is over the slowest rank, and every other metric an objective returned
-    is averaged. ``steps_log`` (one record per optimizer step) is merged the same way, step by step.
-    """
-    out = {key: (sum(m[key] for m in per_rank) if key in SUMMED else _mean([m[key] for m in per_rank]))
-           for key in per_rank[0] if key != "steps_log"}
-    for key in ("steps", "global_step", "lr", "grad_norm", "padded_samples"):
-        if key in per_rank[0]:
-            out[key] = per_rank[0][key]
-    seconds = max(m["seconds"] for m in per_rank)
-    out["seconds"] = seconds
-    out["samples_per_s"] = out["samples"] / seconds if seconds > 0 else 0.0
-    out["tokens_per_s"] = out["tokens"] / seconds if seconds > 0 else 0.0
-    logs = [m.get("steps_log", []) for m in per_rank]
-    out["steps_log"] = [
-        {key: (sum(r[key] for r in recs) if key in SUMMED else (recs[0][key] if key in ("lr", "grad_norm", "global_step")
-                                                                  else _mean([r[key] for r in recs])))
-         for key in recs[0]}
-        for recs in zip(*logs)]
-    return out
-
-
-def _mean(values: list) -> float:
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return sum(values) / len(values) if values else float("nan")
 
 
 def ds_config(learner: LearnerConfig) -> dict[str, Any]:
@@ -422,15 +334,15 @@ class Learner:
                 taken += 1
                 self.global_step += 1
                 norm = engine.get_global_grad_norm() if cfg.zero_stage else last_norm
-                record = {key: _mean(values) for key, values in step_metrics.items()}
+                record = {key: mean_finite(values) for key, values in step_metrics.items()}
                 record.update(loss=step_loss, lr=float(engine.get_lr()[0]), global_step=self.global_step,
                               grad_norm=float(norm) if norm is not None else float("nan"),
                               tokens=sum(step_metrics.get("tokens", [0.0])))
                 steps_log.append(record)
         seconds = time.perf_counter() - started
-        out = {key: _mean([r[key] for r in steps_log]) for key in (steps_log[0] if steps_log else {})}
+        out = {key: mean_finite([r[key] for r in steps_log]) for key in (steps_log[0] if steps_log else {})}
         out.update(
-            loss=_mean([r["loss"] for r in steps_log]) if steps_log else float("nan"),
+            loss=mean_finite([r["loss"] for r in steps_log]) if steps_log else float("nan"),
             lr=float(engine.get_lr()[0]), steps=taken, global_step=self.global_step,
             grad_norm=steps_log[-1]["grad_norm"] if steps_log else float("nan"),
             samples=samples, tokens=tokens, padded_samples=padded, seconds=seconds,

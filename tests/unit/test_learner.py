@@ -11,7 +11,8 @@ import torch
 
 from halo_ray.config import from_dict
 from halo_ray.errors import ConfigError
-from halo_ray.learner import Learner, merge_metrics, plan_micro_batches, step_norms
+from halo_ray.learner import Learner
+from halo_ray.learner_plan import merge_metrics, plan_micro_batches, step_norms
 from halo_ray.objectives import tokenize_pair
 from halo_ray.sections import LearnerConfig, LoraConfig, ModelConfig, ObjectiveConfig
 
