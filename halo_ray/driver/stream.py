@@ -359,7 +359,10 @@ def stream_run(config, job: str, resume: bool):
     r = config.rollout
     check_capacity(rollout=r.num_engines * r.num_cpus, verifier=verifier_cpus(config.verifier),
                    learner=config.learner.num_ranks * config.learner.num_cpus_per_rank)
-    run = RunLog(run_path(config.logging.run_dir, config.logging.name, job, resume), config)
+    path = run_path(config.logging.run_dir, config.logging.name, job, resume)
+    # Steps after the checkpoint ``begin`` resumes from are done again: what they logged goes first.
+    ckpt = latest_checkpoint(path) if resume else None
+    run = RunLog(path, config, first_step=int(CHECKPOINT_RE.match(ckpt.name).group(1)) + 1 if ckpt else 0)
     parts = []  # shut down whatever started, also when a step fails
     try:
         from halo_ray.actors.learner import LearnerGroup

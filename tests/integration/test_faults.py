@@ -27,8 +27,12 @@ def grpo_config(model: str, out, name: str, *sets: str):
 
 
 def check_run(run_dir, summary: dict) -> None:
-    """The run's accounting balances, every step trained on a full batch, no prompt twice."""
+    """The run's accounting balances, every step trained on a full batch, no prompt twice, and
+    metrics.jsonl holds steps 1..STEPS once each (a restart's redone steps replace what they logged)."""
     assert json.loads((run_dir / "summary.json").read_text()) == summary
+    steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, STEPS + 1)), steps
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [f"step_{c:04d}.parquet" for c in range(1, STEPS + 1)]
     acc = summary["accounting"]
     assert acc["generated"] == acc["used"] + acc["stale"] + acc["filtered"] + acc["failed"], acc
     assert acc["used"] == STEPS * PER_STEP * N, acc
@@ -96,9 +100,8 @@ def test_killed_learner_rank_restarts_the_run_from_its_last_checkpoint(ray_sessi
     assert restart["step"] == 2 and restart["resumed_from"] == "step_0001", restart
     assert "faults-learner/learner-0 died" in restart["error"], restart
     assert any(x.startswith("resumed ") and "at step 2" in x for x in lines), lines
+    # step 2 was logged before the kill and again after the restart; metrics.jsonl has it once (check_run).
     assert [x.split(":")[0] for x in lines if x.startswith("step ")] == ["step 1/3", "step 2/3", "step 2/3", "step 3/3"]
-    steps = [json.loads(x)["step"] for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-    assert steps[-1] == STEPS
 
 
 @pytest.mark.slow
