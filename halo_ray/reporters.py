@@ -38,10 +38,10 @@ def missing_libraries(names) -> list[str]:
             for name, cls in known if importlib.util.find_spec(cls.module) is None]
 
 
-def start(name: str, run_dir: Path, config: dict, logging_cfg: Any, first_step: int = 0) -> Any:
+def start(name: str, run_dir: Path, config: dict, logging_cfg: Any, first_step: int | None = None) -> Any:
     """Start reporter ``name`` for the run in ``run_dir``; ``config`` is the job config as plain data,
-    ``logging_cfg`` the run's LoggingConfig and ``first_step`` the first step this start logs (a run
-    continued from a checkpoint redoes the steps after it; ``RunLog``).
+    ``logging_cfg`` the run's LoggingConfig and ``first_step`` the first step this start logs when it redoes
+    steps (a run continued from a checkpoint; ``RunLog``), else None.
 
     Raises ConfigError naming ``logging.report_to`` when the library is missing or cannot start a run.
     """
@@ -89,7 +89,7 @@ class TensorBoardReporter:
     install = "pip install tensorboard"
     hint = "Check that <run>/tensorboard is writable."
 
-    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any, first_step: int = 0):
+    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any, first_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
         folder = run_dir / "tensorboard"
@@ -132,7 +132,7 @@ class WandbReporter:
     install = "pip install 'halo-ray[tracking]' (or pip install wandb)"
     hint = "Log in with `wandb login`, or run offline with logging.wandb_mode=offline (or WANDB_MODE=offline)."
 
-    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any, first_step: int = 0):
+    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any, first_step: int | None = None):
         import wandb
 
         run_id = _tracking(run_dir).get("wandb", {}).get("id")
@@ -171,7 +171,7 @@ class MlflowReporter:
     install = "pip install 'halo-ray[tracking]' (or pip install mlflow-skinny)"
     hint = "Check MLFLOW_TRACKING_URI and that its server is reachable."
 
-    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any, first_step: int = 0):
+    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any, first_step: int | None = None):
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 

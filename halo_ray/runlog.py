@@ -52,18 +52,20 @@ class RunLog:
         config: the resolved job config, written to ``config.yaml`` and given to each reporter as its params.
         logging_cfg: the LoggingConfig whose ``report_to`` (and ``project``, ``wandb_mode``) to follow;
             ``config.logging`` when not given.
-        first_step: the first step this start logs. A run continued from its checkpoint of step ``k``
-            passes ``k + 1`` (0 when it has none): records and files of steps from ``first_step`` on,
-            left by the start that was cut short, are removed before anything is logged (``rewind``).
+        first_step: the first step this start logs, for a run that redoes steps: one continued from its
+            checkpoint of step ``k`` passes ``k + 1`` (0 when it has none), and the records and files of
+            steps from ``first_step`` on, left by the start that was cut short, are removed before anything
+            is logged (``rewind``). None (the default) keeps everything.
 
     A reporter that cannot start raises ConfigError here, before any training; one that fails later
     is warned about once and the run goes on (``metrics.jsonl`` has every record either way).
     """
 
-    def __init__(self, path: str | Path, config: Any, logging_cfg: Any = None, first_step: int = 0):
+    def __init__(self, path: str | Path, config: Any, logging_cfg: Any = None, first_step: int | None = None):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        rewind(self.path, first_step)
+        if first_step is not None:
+            rewind(self.path, first_step)
         with atomic_write(self.path / "config.yaml") as fh:
             fh.write(dump_yaml(config))
         write_manifest(self.path, config)
