@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -146,6 +147,8 @@ def submit_tiny(head: Head, *jobs: tuple[str, str]) -> list[str]:
 def check_run_directory(logs: str, home: Path, name: str) -> Path:
     run = home / "halo-ray" / "runs" / name  # the default HALO_RAY_HOME is ~/halo-ray
     assert f"run directory {run}" in logs, logs[-3000:]
+    for step in (1, 2):  # progress as it happens, with the rate and ETA
+        assert re.search(rf"^step {step}/2: .* \[[\d.]+ s/step, ETA \d+ s\]$", logs, re.M), logs[-3000:]
     assert (run / "config.yaml").is_file() and (run / "checkpoints" / "step_0002").is_dir()
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in steps if "rollout/samples" in m] == [1, 2], "one metrics record per step"
@@ -209,8 +212,9 @@ def wheel_venv(tmp_path: Path, wheel: Path) -> str:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
+    plain = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a worktree's PYTHONPATH would shadow the wheel
     site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+                               capture_output=True, text=True, check=True, env=plain).stdout.strip())
     ours = Path(sysconfig.get_paths()["purelib"])
     deps = [str(ours)] + [line.strip() for pth in ours.glob("*.pth") for line in pth.read_text().splitlines()
                           if line.strip() and not line.startswith(("import", "#")) and Path(line.strip()).is_dir()]
@@ -219,7 +223,7 @@ def wheel_venv(tmp_path: Path, wheel: Path) -> str:
                            "--no-index", str(wheel)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     where = subprocess.run([python, "-c", "import halo_ray.actors.rollout, halo_ray; print(halo_ray.__path__[0])"],
-                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
+                           capture_output=True, text=True, cwd=tmp_path, timeout=120, env=plain)
     assert where.returncode == 0, where.stderr[-2000:]
     assert where.stdout.strip() == str(site / "halo_ray"), where.stdout
     return python
