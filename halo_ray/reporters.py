@@ -38,15 +38,16 @@ def missing_libraries(names) -> list[str]:
             for name, cls in known if importlib.util.find_spec(cls.module) is None]
 
 
-def start(name: str, run_dir: Path, config: dict, logging_cfg: Any) -> Any:
-    """Start reporter ``name`` for the run in ``run_dir``; ``config`` is the job config as plain data and
-    ``logging_cfg`` the run's LoggingConfig.
+def start(name: str, run_dir: Path, config: dict, logging_cfg: Any, first_step: int | None = None) -> Any:
+    """Start reporter ``name`` for the run in ``run_dir``; ``config`` is the job config as plain data,
+    ``logging_cfg`` the run's LoggingConfig and ``first_step`` the first step this start logs when it redoes
+    steps (a run continued from a checkpoint; ``RunLog``), else None.
 
     Raises ConfigError naming ``logging.report_to`` when the library is missing or cannot start a run.
     """
     cls = REPORTERS.get(name, "logging.report_to")
     try:
-        return cls(run_dir, config, logging_cfg)
+        return cls(run_dir, config, logging_cfg, first_step)
     except ImportError as exc:
         raise ConfigError(f"logging.report_to: {name} needs the {cls.module} library ({exc}): {cls.install}, "
                           f"or remove {name} from logging.report_to") from None
@@ -81,16 +82,19 @@ def _remember(run_dir: Path, name: str, entry: dict) -> None:
 
 @REPORTERS.register("tensorboard")
 class TensorBoardReporter:
-    """TensorBoard event files under ``<run>/tensorboard/`` (torch's SummaryWriter); the config as text."""
+    """TensorBoard event files under ``<run>/tensorboard/`` (torch's SummaryWriter); the config as text. A run
+    continued from a checkpoint purges the events of the steps it redoes (SummaryWriter's ``purge_step``)."""
 
     module = "tensorboard"
     install = "pip install tensorboard"
     hint = "Check that <run>/tensorboard is writable."
 
-    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any):
+    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any, first_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        folder = run_dir / "tensorboard"
+        # purge_step hides the earlier start's events of steps >= first_step from TensorBoard.
+        self.writer = SummaryWriter(str(folder), purge_step=first_step if folder.is_dir() else None)
         self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False) + "```", 0)
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
@@ -121,13 +125,14 @@ def wandb_mode(setting: str) -> str:
 @REPORTERS.register("wandb")
 class WandbReporter:
     """Weights & Biases: project ``logging.project``, run named after the run directory, files under
-    ``<run>/wandb/``; mode from ``logging.wandb_mode``. A resumed run continues the same W&B run."""
+    ``<run>/wandb/``; mode from ``logging.wandb_mode``. A resumed run continues the same W&B run; W&B keeps
+    the first values of the steps a resumed run redoes (it ignores a step below its last one)."""
 
     module = "wandb"
     install = "pip install 'halo-ray[tracking]' (or pip install wandb)"
     hint = "Log in with `wandb login`, or run offline with logging.wandb_mode=offline (or WANDB_MODE=offline)."
 
-    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any):
+    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any, first_step: int | None = None):
         import wandb
 
         run_id = _tracking(run_dir).get("wandb", {}).get("id")
@@ -159,13 +164,14 @@ _MLFLOW_BAD = re.compile(r"[^\w\-. /:]")  # MLflow accepts letters, digits, _ - 
 class MlflowReporter:
     """MLflow: experiment ``logging.project``, run named after the run directory, the config as params (and
     config.yaml as an artifact); tracking URI from MLFLOW_TRACKING_URI, else ``file:<logging.run_dir>/mlruns``.
-    A resumed run continues the same MLflow run."""
+    A resumed run continues the same MLflow run; the steps it redoes get a second value at the same step
+    (MLflow's client cannot delete a metric's history)."""
 
     module = "mlflow"
     install = "pip install 'halo-ray[tracking]' (or pip install mlflow-skinny)"
     hint = "Check MLFLOW_TRACKING_URI and that its server is reachable."
 
-    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any):
+    def __init__(self, run_dir: Path, config: dict, logging_cfg: Any, first_step: int | None = None):
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 

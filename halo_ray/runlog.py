@@ -3,6 +3,9 @@ reporters of ``logging.report_to`` (TensorBoard, W&B, MLflow; ``halo_ray.reporte
 
 Metric names are namespaced (``rollout/``, ``verify/``, ``train/``, ``eval/``, ``stream/``).
 ``metrics.jsonl`` is append-only with one whole line per record, so a killed run keeps what it logged.
+A run that starts again from a checkpoint (``--resume``, or a restart after an actor is lost) redoes the
+steps after it: ``RunLog(first_step=...)`` first removes what those steps wrote, so that each step is
+in ``metrics.jsonl``, ``samples/`` and ``eval/`` once.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import logging
 import numbers
 import platform
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -48,14 +52,20 @@ class RunLog:
         config: the resolved job config, written to ``config.yaml`` and given to each reporter as its params.
         logging_cfg: the LoggingConfig whose ``report_to`` (and ``project``, ``wandb_mode``) to follow;
             ``config.logging`` when not given.
+        first_step: the first step this start logs, for a run that redoes steps: one continued from its
+            checkpoint of step ``k`` passes ``k + 1`` (0 when it has none), and the records and files of
+            steps from ``first_step`` on, left by the start that was cut short, are removed before anything
+            is logged (``rewind``). None (the default) keeps everything.
 
     A reporter that cannot start raises ConfigError here, before any training; one that fails later
     is warned about once and the run goes on (``metrics.jsonl`` has every record either way).
     """
 
-    def __init__(self, path: str | Path, config: Any, logging_cfg: Any = None):
+    def __init__(self, path: str | Path, config: Any, logging_cfg: Any = None, first_step: int | None = None):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        if first_step is not None:
+            rewind(self.path, first_step)
         with atomic_write(self.path / "config.yaml") as fh:
             fh.write(dump_yaml(config))
         write_manifest(self.path, config)
@@ -64,7 +74,7 @@ class RunLog:
         self._failures: dict[str, int] = {}
         try:
             for name in logging_cfg.report_to:
-                self.reporters[name] = start(name, self.path, to_dict(config), logging_cfg)
+                self.reporters[name] = start(name, self.path, to_dict(config), logging_cfg, first_step)
         except BaseException:
             self._close_reporters()
             raise
@@ -104,6 +114,27 @@ class RunLog:
         """Close metrics.jsonl and finish every reporter's run."""
         self._metrics.close()
         self._close_reporters()
+
+
+STEP_FILE_RE = re.compile(r"^step_(\d+)\.")
+
+
+def rewind(path: Path, first_step: int) -> None:
+    """Remove what steps ``first_step`` and later wrote into run directory ``path``: their records in
+    ``metrics.jsonl`` (rewritten atomically, so a kill leaves either the old file or the new one) and
+    their ``samples/step_NNNN.*`` and ``eval/step_NNNN.json`` files. A fresh directory has none of them."""
+    metrics = path / "metrics.jsonl"
+    if metrics.is_file():
+        records = [record for _, record in read_jsonl(metrics, allow_torn_tail=True)]
+        kept = [record for record in records if record.get("step", -1) < first_step]
+        if len(kept) < len(records) or not metrics.read_bytes().endswith(b"\n"):  # also drops a torn tail
+            with atomic_write(metrics) as fh:
+                fh.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in kept)
+    for folder in (path / "samples", path / "eval"):
+        for file in folder.glob("step_*") if folder.is_dir() else ():
+            match = STEP_FILE_RE.match(file.name)
+            if match and int(match.group(1)) >= first_step:
+                file.unlink()
 
 
 SAMPLING_KEYS = ("samples_per_prompt", "samples", "temperature", "top_p", "max_new_tokens", "seed", "stop")

@@ -7,6 +7,7 @@ import argparse
 import json
 
 from halo_ray.cli.common import add_config_args
+from halo_ray.cli.progress import StepProgress
 
 JOBS = {"sft": ("SFTJobConfig", "halo_ray.driver.sft", "sft", False),
         "raft": ("RaftJobConfig", "halo_ray.driver.raft", "raft", True),
@@ -37,6 +38,7 @@ def job_main(job: str, argv: list[str] | None = None) -> int:
     if resumable:
         parser.add_argument("--resume", action="store_true", help="continue logging.name's run from its last checkpoint")
     args = parser.parse_args(argv)
+    steps = StepProgress()  # step lines with rate and ETA (in `ray job logs` too)
     if hasattr(sys.stdout, "reconfigure"):  # `ray job logs` shows progress as it happens, not at exit
         sys.stdout.reconfigure(line_buffering=True)
     try:
@@ -47,13 +49,14 @@ def job_main(job: str, argv: list[str] | None = None) -> int:
         logging.basicConfig(level=config.logging.level, format="%(levelname)s %(name)s: %(message)s")
         run = getattr(importlib.import_module(module), function)
         if resumable:
-            summary = run(config, resume=args.resume, progress=print)
+            summary = run(config, resume=args.resume, progress=steps)
         else:
-            summary = run(config) if job == "sft" else run(config, progress=print)
+            summary = run(config) if job == "sft" else run(config, progress=steps)
     except HaloError as exc:
         print(f"{job} job: error: {exc}", file=sys.stderr)
         return 2
     finally:
+        steps.close()
         driver.shutdown()
     print(json.dumps(summary, indent=2))
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import time
 from typing import Iterator
@@ -93,3 +94,39 @@ def status(label: str) -> Iterator[None]:
         log.info("%s...", label)
         yield
     log.info("%s: done in %.1f s", label, time.monotonic() - start)
+
+
+STEP_LINE = re.compile(r"^step (\d+)/(\d+)\b")
+
+
+class StepProgress:
+    """The ``progress`` of a training loop: prints each line it receives; a ``step i/N`` line gets the rate
+    and ETA appended (``step 3/10: ... [12.4 s/step, ETA 87 s]``), so job logs show them too; on a terminal a
+    bar of the steps (rich, on stderr) sits below the lines.
+
+    The rate is the last step's time, since the previous step line (the first step's counts from the
+    start: loading the engines, a resume's checkpoint, a restart's new actors are in it).
+    """
+
+    def __init__(self):
+        self._last = time.monotonic()
+        self._bar: Progress | None = None
+
+    def __call__(self, line: str) -> None:
+        match = STEP_LINE.match(line)
+        if match:
+            done, total = int(match.group(1)), int(match.group(2))
+            now = time.monotonic()
+            step_s, self._last = now - self._last, now
+            line += f" [{step_s:.1f} s/step, ETA {step_s * (total - done):.0f} s]"
+            if self._bar is None and interactive():
+                self._bar = Progress("steps", total).__enter__()
+            if self._bar is not None:
+                self._bar.update(done, total)
+        print(line, flush=True)
+
+    def close(self) -> None:
+        """Take the bar away (a no-op without one)."""
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None

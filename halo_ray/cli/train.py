@@ -7,6 +7,7 @@ import argparse
 import json
 
 from halo_ray.cli.common import add_config_args, job_config, output_overrides, run_driver
+from halo_ray.cli.progress import StepProgress
 
 
 def register(sub) -> None:
@@ -90,7 +91,11 @@ def run_stream_job(args: argparse.Namespace) -> int:
         "model.path": args.model, "data.train": args.data, "data.eval": args.eval, "verifier.name": args.verifier,
         "stream.num_steps": args.steps, **output_overrides(args.output)})
     loop = getattr(importlib.import_module(module), function)
-    summary = run_driver(loop, config, resume=args.resume, progress=print)
+    steps = StepProgress()  # step lines with rate and ETA; a bar on a terminal
+    try:
+        summary = run_driver(loop, config, resume=args.resume, progress=steps)
+    finally:
+        steps.close()
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -2,8 +2,9 @@
 
 ``preferences``: for each training problem, ``rollout.samples_per_prompt`` (10) responses at
 temperature 0.8 with a fixed seed from the rollout actors, each chunk verified in the sandbox as soon
-as it is sampled, scored by test pass rate (verdicts kept for the error taxonomy), then seed 002's pair
-rule (``halo_ray.pairs``). Writes into the run directory:
+as it is sampled (a chunk an engine or verifier died under is sent again, with the same seed, once the
+engines are healed: the stream's ``heal_for_retry``), scored by test pass rate (verdicts kept for the
+error taxonomy), then seed 002's pair rule (``halo_ray.pairs``). Writes into the run directory:
 
     scored.jsonl                one record per response (problem_id, prompt, completion, pass_rate, verdict, ...)
     samples/prefs.parquet       the scored stream batch with token ids and behaviour log-probs
@@ -32,7 +33,7 @@ from halo_ray.config import dump_yaml
 from halo_ray.data.sources import problems_from_spec
 from halo_ray.pairs import form_pairs
 from halo_ray.driver import RolloutGroup, init, resolve_model, verify
-from halo_ray.driver.stream import VerifierGroup, check_capacity, submit_scored, verifier_cpus
+from halo_ray.driver.stream import VerifierGroup, check_capacity, heal_for_retry, submit_scored, verifier_cpus
 from halo_ray.errors import ConfigError, DataError
 from halo_ray.io import atomic_write, write_json, write_records, write_table
 from halo_ray.samples import concat
@@ -88,16 +89,28 @@ def preferences(config: DPOJobConfig, progress: Callable[[str], None] = log.info
     groups: list = []
     started = time.perf_counter()
     try:
-        groups.append(RolloutGroup(model, r))
-        groups.append(VerifierGroup(config.verifier))
+        groups.append(RolloutGroup(model, r, run=path.name))  # named <run>/rollout-0, <run>/verifier-0
+        groups.append(VerifierGroup(config.verifier, run=path.name))
         rollout, verifiers = groups
-        pending = submit_scored(rollout, verifiers, by_id, list(by_id), config.dpo.chunk_prompts,
-                                n=r.samples_per_prompt, temperature=r.temperature, top_p=r.top_p,
-                                max_tokens=r.max_new_tokens, seed=r.seed, stop=list(r.stop) or None)
+        sampling = dict(n=r.samples_per_prompt, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_new_tokens,
+                        seed=r.seed, stop=list(r.stop) or None)
+        size, ids = config.dpo.chunk_prompts, list(by_id)
+        chunk_ids = [ids[i:i + size] for i in range(0, len(ids), size)]
+        refs = submit_scored(rollout, verifiers, by_id, ids, size, **sampling)
+        pending = {ref: (i, 1) for i, ref in enumerate(refs)}  # ref -> (chunk, its try)
         chunks, done = [], 0
         while pending:  # take chunks as they finish; all of them are kept
-            ready, pending = ray.wait(pending, num_returns=1)
-            chunks.extend(ray.get(ready))
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            index, tries = pending.pop(ref)
+            try:
+                chunks.append(ray.get(ref))
+            except ray.exceptions.RayError as exc:  # an actor died: the chunk is sampled again (same seed)
+                log.error("a chunk of %d problems failed (%s); healing the engines and sending it again",
+                          len(chunk_ids[index]), type(exc).__name__)
+                heal_for_retry(rollout, verifiers, exc, tries)
+                (again,) = submit_scored(rollout, verifiers, by_id, chunk_ids[index], size, **sampling)
+                pending[again] = (index, tries + 1)
+                continue
             done += chunks[-1].num_rows
             progress(f"scored {done} of {len(by_id) * r.samples_per_prompt} responses")
         table = concat(chunks)

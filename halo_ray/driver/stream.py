@@ -86,6 +86,30 @@ def submit_scored(rollout: RolloutGroup, verifiers: VerifierGroup, problems: dic
     return out
 
 
+def heal_for_retry(rollout: RolloutGroup, verifiers: VerifierGroup, exc: BaseException, tries: int) -> None:
+    """Ready the actors to take a failed chunk again: engines Ray restarted healed with the latest weights
+    (``RolloutGroup.heal``), verifier pools up. The one retry rule of the stream, its evaluation and DPO's
+    preference generation.
+
+    Args:
+        rollout, verifiers: the run's handles.
+        exc: the chunk's error.
+        tries: how many times the chunk (or a prompt in it) has failed, this time included.
+    Raises:
+        exc: when retrying would only repeat it (no actor died and no engine needed healing), or after
+            ``ROLLOUT_TRIES`` failures (a prompt that crashes the engine every time).
+        ray.exceptions.ActorDiedError: an engine or verifier pool is gone for good.
+    """
+    healed = rollout.heal()
+    verifiers.check()
+    if not worth_retrying(exc, healed):
+        log.error("no actor died and no engine needed healing: the chunk's error is the run's")
+        raise exc
+    if tries >= ROLLOUT_TRIES:
+        log.error("a chunk failed %d times: giving up", tries)
+        raise exc
+
+
 def evaluate(rollout: RolloutGroup, verifiers: VerifierGroup, heldout: list[dict], cfg: EvalConfig,
              max_new_tokens: int, name: str, chunk_size: int = 32) -> tuple[dict, "object"]:
     """pass@1 of the current weights on held-out problems.
@@ -105,11 +129,8 @@ def evaluate(rollout: RolloutGroup, verifiers: VerifierGroup, heldout: list[dict
             table = concat(ray.get(refs))
             break
         except ray.exceptions.RayError as exc:  # an actor died: heal, and sample again (same seed, same samples)
-            healed = rollout.heal()
-            verifiers.check()
-            if attempt == ROLLOUT_TRIES or not worth_retrying(exc, healed):
-                raise
-            log.error("evaluation %s failed (%s); the engines are healed: trying again", name, type(exc).__name__)
+            log.error("evaluation %s failed (%s); healing the engines and trying again", name, type(exc).__name__)
+            heal_for_retry(rollout, verifiers, exc, attempt)
     rows = table.to_pylist()
     grouped: dict[str, list[dict]] = {}
     for r in rows:
@@ -319,14 +340,7 @@ class Stream:
         for pos in positions:
             self.tries[pos] = self.tries.get(pos, 0) + 1
         self.buffer.lost(positions)
-        healed = self.rollout.heal()  # raises ActorDiedError when an engine is gone for good
-        self.verifiers.check()
-        if not worth_retrying(exc, healed):
-            log.error("no actor died and no engine needed healing: the chunk's error is the run's")
-            raise exc
-        if max(self.tries[p] for p in positions) >= ROLLOUT_TRIES:
-            log.error("positions %s failed %d times: giving up", positions, ROLLOUT_TRIES)
-            raise exc
+        heal_for_retry(self.rollout, self.verifiers, exc, max(self.tries[p] for p in positions))
 
     def abandon(self) -> None:
         """Forget what is still in flight (the run is over)."""
@@ -359,7 +373,10 @@ def stream_run(config, job: str, resume: bool):
     r = config.rollout
     check_capacity(rollout=r.num_engines * r.num_cpus, verifier=verifier_cpus(config.verifier),
                    learner=config.learner.num_ranks * config.learner.num_cpus_per_rank)
-    run = RunLog(run_path(config.logging.run_dir, config.logging.name, job, resume), config)
+    path = run_path(config.logging.run_dir, config.logging.name, job, resume)
+    # Steps after the checkpoint ``begin`` resumes from are done again: what they logged goes first.
+    ckpt = latest_checkpoint(path) if resume else None
+    run = RunLog(path, config, first_step=int(CHECKPOINT_RE.match(ckpt.name).group(1)) + 1 if ckpt else 0)
     parts = []  # shut down whatever started, also when a step fails
     try:
         from halo_ray.actors.learner import LearnerGroup

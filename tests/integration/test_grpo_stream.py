@@ -112,3 +112,6 @@ def test_killed_grpo_run_resumes_without_training_a_prompt_twice(ray_session, sf
     assert all(len(t) == PER_STEP for t in trained)
     # 232 prompts, 12 taken in the first epoch: a prompt trained on twice would be a skipped or repeated position.
     assert len(set().union(*trained)) == PER_STEP * STEPS, trained
+    # Steps after step_0001 redone by the resume replace what the killed run logged of them.
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, STEPS + 1)), steps

@@ -332,3 +332,18 @@ def test_a_bad_samples_file_line_is_named(capsys, tmp_path):
         fh.write("\n" + json.dumps({"prompt_id": "HumanEval/999", "completion": "x"}) + "\n")
     code, _, err = run(capsys, "benchmark", "run", "--problems", "humaneval#all", "--samples-file", str(samples))
     assert code == 2 and f"{samples}:4: prompt_id 'HumanEval/999' is not in the problems file" in err
+
+
+def test_step_lines_get_the_rate_and_eta(capsys, monkeypatch):
+    """A training command's step lines carry the last step's time and the ETA (job logs too: no terminal)."""
+    from halo_ray.cli import progress
+
+    clock = iter([100.0, 110.0, 114.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    steps = progress.StepProgress()
+    for line in ("resumed runs/r at step 2", "step 2/5: reward 0.5", "step 3/5: reward 0.6"):
+        steps(line)
+    steps.close()
+    assert capsys.readouterr().out.splitlines() == [
+        "resumed runs/r at step 2", "step 2/5: reward 0.5 [10.0 s/step, ETA 30 s]",
+        "step 3/5: reward 0.6 [4.0 s/step, ETA 8 s]"]

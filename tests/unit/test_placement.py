@@ -91,3 +91,13 @@ def test_relative_outputs_land_under_halo_ray_home(monkeypatch, tmp_path):
 def test_default_home_is_under_the_users_home(monkeypatch):
     monkeypatch.delenv("HALO_RAY_HOME", raising=False)
     assert halo_ray_home() == Path.home() / "halo-ray"
+
+
+def test_colocate_is_refused_until_the_actors_use_it():
+    """The plan exists, the engine's sleep/wake beside the learner does not: a run asking for it would wait
+    forever for a second GPU, so the config says so instead."""
+    from halo_ray.config import load_config
+    from halo_ray.sections import RaftJobConfig
+
+    with pytest.raises(ConfigError, match=r"cluster: colocate=true is not available yet"):
+        load_config(RaftJobConfig, None, ["cluster.colocate=true"])

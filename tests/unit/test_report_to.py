@@ -132,6 +132,41 @@ def test_every_metric_reaches_each_library_with_its_step(offline, caplog):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "report_to" in r.getMessage()]
 
 
+def test_a_run_continued_from_a_checkpoint_holds_each_step_once(tmp_path):
+    """Steps 1-3 logged, then a restart from the checkpoint of step 1 redoes steps 2 and 3: metrics.jsonl,
+    samples/, eval/ and TensorBoard (purge_step) hold each step once, with the redone values."""
+    import pyarrow as pa
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = tmp_path / "r1"
+    config = RaftJobConfig(logging=LoggingConfig(report_to=("tensorboard",)))
+    run = RunLog(run_dir, config)
+    run.log(0, {"eval/pass_at_1": 0.25})
+    for step, loss in STEPS.items():
+        run.log(step, {"train/loss": loss})
+        run.samples(f"step_{step:04d}", pa.table({"step": [step]}))
+        (run_dir / "eval").mkdir(exist_ok=True)
+        (run_dir / "eval" / f"step_{step:04d}.json").write_text("{}")
+    run.close()
+    with (run_dir / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 4, "train/lo')  # the killed start's torn last line
+
+    run = RunLog(run_dir, config, first_step=2)
+    assert [r["step"] for r in read_metrics(run_dir)] == [0, 1]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_0001.parquet"]
+    assert sorted(p.name for p in (run_dir / "eval").iterdir()) == ["step_0001.json"]
+    for step in (2, 3):
+        run.log(step, {"train/loss": -step})
+    run.close()
+    assert [(r["step"], r.get("train/loss")) for r in read_metrics(run_dir)] == [(0, None), (1, 2.5), (2, -2), (3, -3)]
+    tb = EventAccumulator(str(run_dir / "tensorboard"))
+    tb.Reload()
+    assert [(e.step, e.value) for e in tb.Scalars("train/loss")] == [(1, 2.5), (2, -2.0), (3, -3.0)]
+
+    RunLog(run_dir, config, first_step=0).close()  # a resume that found no checkpoint starts from scratch
+    assert read_metrics(run_dir) == [] and not list((run_dir / "samples").iterdir())
+
+
 def test_unknown_name_and_duplicates_name_the_key():
     with pytest.raises(ConfigError, match=r"logging\.report_to: 'wandbb' is not one of tensorboard, wandb, "
                                           r"mlflow; did you mean 'wandb'\?"):
