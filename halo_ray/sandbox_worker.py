@@ -56,9 +56,11 @@ next request is read, so it is never charged to a check; a worker whose scratch 
 empty (or that holds SysV IPC objects) tells the host to replace it.
 """
 
+import binascii
 import builtins
 import fcntl
 import json
+import marshal
 import os
 import resource
 import select
@@ -82,7 +84,7 @@ RPC_MAX_FRAME = 16 << 20  # one answer of the untrusted child
 MAX_DEPTH = 64  # nesting of a value crossing the boundary
 MAX_NODES = 1_000_000  # values in one answer
 MAX_HEX_DIGITS = 1 << 20  # a big int crosses as hex (linear to decode); larger is a protocol error
-TESTS_CACHE_SIZE = 1024  # compiled tests kept by the judge (a benchmark cycles through a few hundred problems)
+PLAN_CACHE_SIZE = 1024  # speculation plans kept by the host (a benchmark cycles through a few hundred problems)
 # Modules the judge imports (its own pristine copy) when the program bound one to a name the tests
 # may use (MBPP tests call `math.isclose` after the solution's `import math`); never one with side
 # effects at import.
@@ -1237,23 +1239,6 @@ def _oom_count(fd):
     return 0
 
 
-_tests_cache = {}
-
-
-def compiled_tests(source):
-    code = _tests_cache.get(source)
-    if code is None:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            code = compile(source, "<tests>", "exec")
-        if len(_tests_cache) >= TESTS_CACHE_SIZE:
-            _tests_cache.pop(next(iter(_tests_cache)))
-        _tests_cache[source] = code
-    return code
-
-
 def _classify(exc):
     """(verdict, detail) of a failed unit, by where the failure happened."""
     if isinstance(exc, CheckTimeout):
@@ -1398,7 +1383,7 @@ def speculation_plan(tests, entry, call_check, hooks):
         except (_Stop, ValueError, RecursionError):
             break
     plan = encoded
-    if len(_PLAN_CACHE) >= TESTS_CACHE_SIZE:
+    if len(_PLAN_CACHE) >= PLAN_CACHE_SIZE:
         _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
     _PLAN_CACHE[key] = plan
     return plan
@@ -1447,7 +1432,9 @@ def judge_python(judge):
     test_ns = {"__name__": "__tests__", "__builtins__": builtins, **names,
                req["pass_hook"]: on_pass, req["fail_hook"]: on_fail}
     try:
-        exec(compiled_tests(req["tests"]), test_ns)
+        # compiled by the host (``verifiers.python.split_units``): the host is trusted, and the sandbox
+        # runs the host's own interpreter
+        exec(marshal.loads(binascii.a2b_base64(req["tests_code"])), test_ns)
         entry = req.get("entry_point")
         if entry and req.get("call_check") and callable(test_ns.get("check")):
             test_ns["check"](test_ns[entry] if entry in test_ns else names[entry])
