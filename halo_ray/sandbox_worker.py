@@ -51,9 +51,10 @@ Limits: rlimits per process (address space, CPU, file size, open files, processe
 where the host could make one, a cgroup per worker that limits memory and processes of the check
 as a whole (``run`` for programs, ``compile`` for compilers). Without a cgroup the judge watches the
 check's processes (RSS and count, every ``WATCHDOG_S``) and kills them past the limits: weaker, since
-a burst between two looks is not seen. Cleaning happens after the verdict is known and before the
-next request is read, so it is never charged to a check; a worker whose scratch cannot be proven
-empty (or that holds SysV IPC objects) tells the host to replace it.
+a burst between two looks is not seen. Cleaning happens after the verdict is sent and before the
+next request is read, so it is never charged to a check; its outcome follows the verdict on the
+host channel, and a worker whose scratch cannot be proven empty (or that holds SysV IPC objects)
+says so there and stops: the host replaces it before the next check.
 """
 
 import binascii
@@ -1694,15 +1695,15 @@ def judge_main(cfg, sock, channel_in, channel_out):
         result["duration_s"] = time.monotonic() - start
         for kind, fd in cfg["oom_fds"].items():
             cfg["oom_seen"][kind] = _oom_count(fd)
+        # The verdict first, so that the host scores it and readies the next request while the
+        # zygote cleans; then whether scratch is clean. The next request is read only after that.
+        send(channel_out, result)
         clean_start = time.monotonic()
         try:
             ok, why = zygote.clean()
         except (OSError, RuntimeError, ValueError) as exc:
             ok, why = False, f"the zygote failed: {exc}"
-        result["clean_s"] = time.monotonic() - clean_start  # outside the check's clock (diagnostics)
-        if not ok:
-            result["replace_worker"] = why
-        send(channel_out, result)
+        send(channel_out, {"clean": ok, "why": why, "clean_s": time.monotonic() - clean_start})
         if not ok:
             return 0
 
