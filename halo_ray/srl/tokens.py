@@ -1,9 +1,12 @@
-"""The trace tags as special tokens of a Hugging Face tokenizer, with the schema version kept beside them.
+"""The trace tags as tokens of their own in a Hugging Face tokenizer, with the schema version kept beside them.
 
-Atomic tags make the format easier to learn (seed 003 §8). The schema version is written into the
-tokenizer's and the model's config so that a checkpoint trained on one schema is never scored or
-KL-anchored against another (§33). Tags are *special* tokens: decode with
-``skip_special_tokens=False`` (vLLM: ``SamplingParams(skip_special_tokens=False)``) or they vanish.
+Atomic tags make the format easier to learn (seed 003 §8): each tag is one added token, matched
+before BPE runs, so it is never split, and the embeddings are resized to hold it. They are added as
+added tokens *not flagged special*: vLLM and transformers decode with ``skip_special_tokens=True`` by
+default, which would drop special tags from the text the verifier parses (and the rollout's stop
+string ``</state_update>`` would never match). Unflagged, they survive every decoder unchanged.
+The schema version is written into the tokenizer's and the model's config so that a checkpoint
+trained on one schema is never scored or KL-anchored against another (§33).
 """
 
 from __future__ import annotations
@@ -34,8 +37,12 @@ def add_trace_tokens(tokenizer, model=None) -> int:
         if found is not None and found != SCHEMA_VERSION:
             raise ModelError(f"{where} was prepared for SRL schema {found!r}, this halo-ray writes "
                              f"{SCHEMA_VERSION!r}; start again from the base model")
-    # add_tokens(special_tokens=True) reads the same in transformers 4 and 5 (add_special_tokens' keys differ).
-    added = tokenizer.add_tokens(list(TAG_TOKENS), special_tokens=True)
+    from tokenizers import AddedToken
+
+    # special=False keeps them through skip_special_tokens decoding (module docstring); normalized=False matches
+    # the tag exactly. add_tokens reads the same in transformers 4 and 5.
+    have = set(tokenizer.get_vocab())
+    added = tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS if t not in have])
     tokenizer.init_kwargs[SCHEMA_KEY] = SCHEMA_VERSION  # saved into tokenizer_config.json
     if model is not None:
         if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
@@ -49,6 +56,15 @@ def schema_version(tokenizer) -> str | None:
     return getattr(tokenizer, "init_kwargs", {}).get(SCHEMA_KEY)
 
 
+def has_trace_tokens(tokenizer) -> bool:
+    """Whether every tag is one token of ``tokenizer`` under the current schema version."""
+    try:
+        check_trace_tokens(tokenizer)
+    except ModelError:
+        return False
+    return True
+
+
 def check_trace_tokens(tokenizer) -> None:
     """Raise ModelError unless every tag is one token of ``tokenizer`` and its schema version is current."""
     found = schema_version(tokenizer)
@@ -58,3 +74,24 @@ def check_trace_tokens(tokenizer) -> None:
     split = [t for t in TAG_TOKENS if len(tokenizer.encode(t, add_special_tokens=False)) != 1]
     if split:
         raise ModelError(f"tokenizer splits the tag(s) {', '.join(split)}; prepare it with halo_ray.srl.add_trace_tokens")
+
+
+def prepare_model_dir(folder, output=None) -> int:
+    """Add the tag tokens to the Hugging Face model in ``folder`` and save it to ``output`` (default: in place).
+
+    What vLLM and the learner then load: the tokenizer with the tags and the schema version, the
+    embeddings resized to match (``config.json`` records both).
+
+    Returns:
+        How many tokens were added (0: it was prepared already; nothing is rewritten in place then).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder), torch_dtype="auto")
+    added = add_trace_tokens(tokenizer, model)
+    if added or (output is not None and str(output) != str(folder)):
+        target = str(output if output is not None else folder)
+        model.save_pretrained(target, safe_serialization=True)
+        tokenizer.save_pretrained(target)
+    return added

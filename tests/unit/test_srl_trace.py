@@ -95,7 +95,7 @@ def test_rejection_counter():
     assert RejectionCounter().parse_rate() == 0.0
 
 
-def test_tags_become_single_special_tokens_of_the_tiny_model(tmp_path):
+def test_tags_become_single_tokens_of_the_tiny_model_and_survive_decoding(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from halo_ray.tiny import init_tiny
@@ -115,6 +115,8 @@ def test_tags_become_single_special_tokens_of_the_tiny_model(tmp_path):
     check_trace_tokens(tokenizer)
     ids = tokenizer.encode(make(), add_special_tokens=False)
     assert tokenizer.decode(ids, skip_special_tokens=False) == make()
+    assert tokenizer.decode(ids, skip_special_tokens=True) == make(), "vLLM decodes skipping special tokens"
+    assert all(len(tokenizer.encode(t, add_special_tokens=False)) == 1 for t in TAG_TOKENS)
     assert add_trace_tokens(tokenizer, model) == 0  # idempotent
 
     out = tmp_path / "prepared"
