@@ -546,7 +546,7 @@ def _demo_srl_sft() -> SFTJobConfig:
     # three blocks, not enough to copy every identifier, so SRL's rewards have something left to teach.
     return SFTJobConfig(
         data=DataConfig(train="srl:synthetic#train"),
-        learner=LearnerConfig(lr=2e-3, lr_schedule="cosine", warmup_steps=10, epochs=6, micro_batch_size=16,
+        learner=LearnerConfig(lr=2e-3, lr_schedule="cosine", warmup_steps=10, epochs=6, micro_batch_size=8,
                               weight_decay=0.0, zero_stage=0),
         logging=LoggingConfig(name="srl_sft"),
     )
@@ -558,7 +558,7 @@ def _demo_srl() -> SRLJobConfig:
     return SRLJobConfig(
         model=ModelConfig(lora=LoraConfig(enabled=False)),
         data=DataConfig(train="srl:synthetic#train", eval="srl:synthetic#heldout"),
-        rollout=RolloutConfig(samples_per_prompt=8, temperature=1.0, max_new_tokens=320, stop=("</state_update>",)),
+        rollout=RolloutConfig(samples_per_prompt=8, temperature=1.0, max_new_tokens=256, stop=("</state_update>",)),
         verifier=SRLVerifierConfig(workers=1),
         learner=LearnerConfig(lr=2e-4, micro_batch_size=16, zero_stage=0),
         stream=StreamConfig(num_steps=8, prompts_per_step=16, chunk_prompts=16, max_staleness=1),

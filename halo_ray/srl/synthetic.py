@@ -29,6 +29,7 @@ DEFAULT_COUNT, DEFAULT_HELDOUT, DEFAULT_SEED = 240, 40, 3
 
 
 def _trace(think: str, action: dict, decision: str) -> str:
+    # short on purpose: the identifiers live in the action only, so action fidelity is what tells tasks apart
     state = {"constraints": ["keep the arguments"], "decisions": [decision], "next_focus": [], "open_issues": []}
     return (f"<think>\n{think}\n</think>\n<action>\n{json.dumps(action, sort_keys=True)}\n</action>\n"
             f"<state_update>\n{json.dumps(state, sort_keys=True)}\n</state_update>")
@@ -41,11 +42,11 @@ def _call_rename(index: int, old: str, new: str, module: str, split: str) -> Tas
              f"assert _module({module!r}).{old}(1) == 2\n")
     action = {"language": "python", "paths": [f"{module}.py"], "pattern": f"{old}($$$ARGS)",
               "replacement": f"{new}($$$ARGS)"}
-    think = f"Calls to {old} must call {new} instead; match the call with its arguments so the definition stays."
+    think = "Match the call with its arguments; the definition stays."
     return Task(id=f"{PREFIX}{index:03d}_call_{old}", language="python", split=split,
                 instruction=f"Replace calls to `{old}` with calls to `{new}` in `{module}.py`.",
                 files={f"{module}.py": code}, checks={}, tests=tests,
-                teacher=_trace(think, action, f"call {new} instead of {old}"))
+                teacher=_trace(think, action, "rename the calls"))
 
 
 def _method_rename(index: int, old: str, new: str, module: str, split: str) -> Task:
@@ -55,11 +56,11 @@ def _method_rename(index: int, old: str, new: str, module: str, split: str) -> T
              f"assert _module({module!r}).Box().{old}(1) == 2\n")
     action = {"language": "python", "paths": [f"{module}.py"], "pattern": f"$OBJ.{old}($$$ARGS)",
               "replacement": f"$OBJ.{new}($$$ARGS)"}
-    think = f"Method calls of {old} must call {new}; match any receiver and keep the arguments."
+    think = "Match any receiver and keep the arguments."
     return Task(id=f"{PREFIX}{index:03d}_method_{old}", language="python", split=split,
                 instruction=f"Replace method calls `.{old}(...)` with `.{new}(...)` in `{module}.py`.",
                 files={f"{module}.py": code}, checks={}, tests=tests,
-                teacher=_trace(think, action, f"call the method {new} instead of {old}"))
+                teacher=_trace(think, action, "rename the method calls"))
 
 
 @lru_cache(maxsize=8)
