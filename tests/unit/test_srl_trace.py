@@ -131,3 +131,20 @@ def test_tags_become_single_tokens_of_the_tiny_model_and_survive_decoding(tmp_pa
     reloaded.init_kwargs[SCHEMA_KEY] = "srl-trace-v0"
     with pytest.raises(ModelError, match="srl-trace-v0"):
         add_trace_tokens(reloaded)
+
+
+def test_srl_training_prepares_a_base_with_the_tags_once_and_keeps_a_prepared_one(tmp_path):
+    from transformers import AutoTokenizer
+
+    from halo_ray.driver.srl import with_trace_tokens
+    from halo_ray.sections import LoggingConfig, ModelConfig, SRLJobConfig
+    from halo_ray.tiny import init_tiny
+
+    base = init_tiny(tmp_path / "tiny")
+    config = SRLJobConfig(model=ModelConfig(path=str(base)), logging=LoggingConfig(run_dir=str(tmp_path / "runs"), name="r"))
+    prepared = with_trace_tokens(config, progress=lambda line: None)
+    assert prepared.model.path == str(tmp_path / "runs" / "r" / "base-model")
+    check_trace_tokens(AutoTokenizer.from_pretrained(prepared.model.path))
+    assert schema_version(AutoTokenizer.from_pretrained(base)) is None, "the base itself is left alone"
+    again = with_trace_tokens(SRLJobConfig(model=prepared.model, logging=config.logging), progress=lambda line: None)
+    assert again.model.path == prepared.model.path
