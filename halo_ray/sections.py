@@ -562,7 +562,7 @@ def _demo_srl() -> SRLJobConfig:
         # malformed traces (all -0.2) carry no signal
         rollout=RolloutConfig(samples_per_prompt=8, temperature=0.7, max_new_tokens=256, stop=("</state_update>",)),
         verifier=SRLVerifierConfig(workers=1),
-        learner=LearnerConfig(lr=5e-4, micro_batch_size=16, zero_stage=0),
+        learner=LearnerConfig(lr=5e-5, micro_batch_size=16, zero_stage=0),  # 5e-4 broke the format within two steps
         stream=StreamConfig(num_steps=8, prompts_per_step=16, chunk_prompts=16, max_staleness=1),
         eval=EvalConfig(samples=4, temperature=0.3),
         logging=LoggingConfig(name="srl"),
