@@ -477,20 +477,6 @@ def _demo_dpo() -> OnlineDPOJobConfig:
     )
 
 
-@dataclass(frozen=True)
-class DemoConfig:
-    """``halo-ray demo`` / ``make demo``: SFT warm start then RAFT (or GRPO, or online DPO) on the embedded task family (configs/tiny.yaml)."""
-
-    output: str = opt("runs/demo", "demo directory: model-init/, sft/, raft/, grpo/ or dpo/, report.json, stages.png")
-    seed: int = opt(0, "seed of the tiny model's initialisation")
-    algorithm: str = opt("raft", "the stage after SFT: raft, grpo or dpo (online DPO on the stream)", choices=("raft", "grpo", "dpo"))
-    sft: SFTJobConfig = opt(_demo_sft(), "the SFT stage (model.path is set to the freshly built tiny model)")
-    raft: RaftJobConfig = opt(_demo_raft(), "the RAFT stage (model.path is set to the SFT result)")
-    grpo: GRPOJobConfig = opt(_demo_grpo(), "the GRPO stage, with --algorithm grpo (model.path is set to the SFT result)")
-    dpo: OnlineDPOJobConfig = opt(_demo_dpo(), "the online DPO stage, with --algorithm dpo (model.path is set to the SFT result)")
-
-
-JOB_CONFIGS["demo"] = DemoConfig
 
 
 # --- SRL for ast-grep refactoring agents (seed 003; issue 14) ---------------------------------------
@@ -516,6 +502,7 @@ class SRLVerifierConfig(VerifierConfig):
 
 @dataclass(frozen=True)
 class SRLTrainConfig:
+    trace_tokens: bool = opt(True, "train with the trace tags as tokens of their own (seed 003 §8): a base model whose tokenizer lacks them is copied into <run>/base-model with the tags added and the embeddings resized (halo_ray.srl.tokens), and that copy is the model trained, anchored to and served")
     zero_malformed_advantage: bool = opt(True, "malformed traces train with advantage 0 (seed 003 §7: no gradient through garbage); their reward still counts in their group's mean and std")
 
 
@@ -560,6 +547,35 @@ class SRLJobConfig:
 JOB_CONFIGS["srl"] = SRLJobConfig
 
 
+def _demo_srl_sft() -> SFTJobConfig:
+    # A short warm start on the synthetic training tasks' teacher traces: enough that the tiny model writes the
+    # three blocks, not enough to copy every identifier, so SRL's rewards have something left to teach.
+    return SFTJobConfig(
+        data=DataConfig(train="srl:synthetic#train"),
+        learner=LearnerConfig(lr=2e-3, lr_schedule="cosine", warmup_steps=10, epochs=6, micro_batch_size=8,
+                              weight_decay=0.0, zero_stage=0),
+        logging=LoggingConfig(name="srl_sft"),
+    )
+
+
+def _demo_srl() -> SRLJobConfig:
+    # SRL on the same training tasks (their teacher traces are the reward's reference), a full fine-tune of the tiny
+    # model anchored to the SFT result; held-out tasks (identifiers never paired in training) only for evaluation.
+    return SRLJobConfig(
+        model=ModelConfig(lora=LoraConfig(enabled=False)),
+        data=DataConfig(train="srl:synthetic#train", eval="srl:synthetic#heldout"),
+        # T 0.7: at T 1 the warm-started tiny model writes a valid trace one time in eight, and groups of eight
+        # malformed traces (all -0.2) carry no signal
+        rollout=RolloutConfig(samples_per_prompt=8, temperature=0.7, max_new_tokens=256, stop=("</state_update>",)),
+        verifier=SRLVerifierConfig(workers=1),
+        learner=LearnerConfig(lr=5e-5, micro_batch_size=16, zero_stage=0),  # 5e-4 broke the format within two steps
+        stream=StreamConfig(num_steps=8, prompts_per_step=16, chunk_prompts=16, max_staleness=1),
+        eval=EvalConfig(samples=4, temperature=0.3),
+        logging=LoggingConfig(name="srl"),
+    )
+
+
+
 from halo_ray.srl.prompts import TeacherConfig  # noqa: E402
 
 
@@ -580,3 +596,23 @@ class TeacherJobConfig:
 
 
 JOB_CONFIGS["teacher"] = TeacherJobConfig
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """``halo-ray demo`` / ``make demo``: SFT warm start then RAFT (or GRPO, or online DPO) on the embedded task family
+    (configs/tiny.yaml); with ``algorithm: srl``, SFT on teacher traces then SRL on the synthetic ast-grep tasks."""
+
+    output: str = opt("runs/demo", "demo directory: model-init/, sft/ (srl: srl_sft/), raft/, grpo/, dpo/ or srl/, report.json, stages.png")
+    seed: int = opt(0, "seed of the tiny model's initialisation")
+    algorithm: str = opt("raft", "the stage after SFT: raft, grpo, dpo (online DPO on the stream) or srl (SRL on ast-grep tasks)",
+                         choices=("raft", "grpo", "dpo", "srl"))
+    sft: SFTJobConfig = opt(_demo_sft(), "the SFT stage (model.path is set to the freshly built tiny model)")
+    raft: RaftJobConfig = opt(_demo_raft(), "the RAFT stage (model.path is set to the SFT result)")
+    grpo: GRPOJobConfig = opt(_demo_grpo(), "the GRPO stage, with --algorithm grpo (model.path is set to the SFT result)")
+    dpo: OnlineDPOJobConfig = opt(_demo_dpo(), "the online DPO stage, with --algorithm dpo (model.path is set to the SFT result)")
+    srl_sft: SFTJobConfig = opt(_demo_srl_sft(), "with --algorithm srl: the SFT warm start on the training tasks' teacher traces (model.path is set to the tiny model)")
+    srl: SRLJobConfig = opt(_demo_srl(), "the SRL stage, with --algorithm srl (model.path is set to the srl_sft result; data.eval: the held-out tasks that the demo evaluates after each stage, not during the stream)")
+
+
+JOB_CONFIGS["demo"] = DemoConfig

@@ -32,8 +32,59 @@ JOBS: dict[str, tuple[str, ...]] = {
     "dpo-eval": ("dpo", "eval"),
     "online_dpo": ("dpo", "online"),
     "srl": ("srl", "train"),
+    "srl-traces": ("srl", "traces"),
 }
 """Sweepable jobs: name -> the ``halo-ray`` subcommand; each takes ``--config``, ``--set`` and ``--output DIR``."""
+
+GRID_FILE_KEYS = {
+    "job": "the job to run at each point (a JOBS name)",
+    "config": "the job's YAML config, relative to the repository root (or absolute)",
+    "grid": "a mapping of dotted config keys to their lists of values (points are the cartesian product)",
+    "set": "overrides applied at every point (a list of KEY=VALUE)",
+    "metric": "the value to compare (as --metric)",
+    "goal": "max or min",
+    "about": "what the sweep ablates and why (free text)",
+}
+"""The keys of a grid file (``halo-ray sweep --grids FILE``; ``configs/sweeps/*.yaml``)."""
+
+
+def load_grid_file(path: str | Path) -> dict[str, Any]:
+    """A ready sweep from a YAML grid file (``configs/sweeps/``): ``GRID_FILE_KEYS``, checked strictly.
+
+    Returns:
+        ``{"job", "config", "grids": [(key, values)], "set": [...], "metric", "goal", "about"}``; ``config``
+        resolved against the file's repository (the folder above ``configs/``) when relative.
+    Raises:
+        ConfigError naming the file and the key for an unknown key, a missing job or grid, or bad values.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--grids {path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--grids {path}: expected a mapping with {', '.join(GRID_FILE_KEYS)}")
+    errors = [f"{path}: unknown key {k!r} (known: {', '.join(GRID_FILE_KEYS)})" for k in data if k not in GRID_FILE_KEYS]
+    if data.get("job") not in JOBS:
+        errors.append(f"{path}: job: expected one of {', '.join(JOBS)}, got {data.get('job')!r}")
+    grid = data.get("grid")
+    if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
+        errors.append(f"{path}: grid: expected a mapping of dotted keys to non-empty lists of values, got {grid!r}")
+    if data.get("goal", "max") not in ("max", "min"):
+        errors.append(f"{path}: goal: expected max or min, got {data.get('goal')!r}")
+    sets = data.get("set", [])
+    if not isinstance(sets, list) or not all(isinstance(x, str) and "=" in x for x in sets):
+        errors.append(f"{path}: set: expected a list of KEY=VALUE strings, got {sets!r}")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    config = data.get("config")
+    if config and not Path(config).is_absolute():
+        root = next((p.parent for p in path.resolve().parents if p.name == "configs"), path.resolve().parent)
+        config = str(root / config)
+    grids = [(str(k), list(v)) for k, v in grid.items()]
+    expand(grids)  # the same checks as --grid
+    return {"job": data["job"], "config": config, "grids": grids, "set": sets, "metric": data.get("metric"),
+            "goal": data.get("goal", "max"), "about": data.get("about", "")}
 
 
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")

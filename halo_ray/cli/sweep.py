@@ -20,14 +20,16 @@ def register(sub) -> None:
                                         "<output>/<NNN-key=value...>/, one after the other, or all at once as Ray "
                                         "jobs with --address. Tune on the validation split, report on the test "
                                         "split. Writes <output>/sweep.json.")
-    parser.add_argument("--job", required=True, choices=list(JOBS), help="the job to run at each point")
+    parser.add_argument("--grids", metavar="FILE", help="a ready sweep (configs/sweeps/*.yaml: job, config, grid, set, "
+                                                         "metric, goal); the flags below add to it or override it")
+    parser.add_argument("--job", choices=list(JOBS), help="the job to run at each point (required without --grids)")
     parser.add_argument("--config", metavar="FILE", help="the job's YAML config, shared by every point")
-    parser.add_argument("--grid", action="append", default=[], required=True, metavar="KEY=V1,V2",
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="a dotted config key and its values (repeatable; points are the cartesian product)")
     parser.add_argument("--metric", metavar="NAME",
                         help="value to compare: a metrics.jsonl key (eval/pass_at_1, train/loss) or a dotted path "
                              "into the run's summary.json (train.loss, stages.-1.pass_at_1)")
-    parser.add_argument("--goal", choices=("max", "min"), default="max", help="which metric value is best (default max)")
+    parser.add_argument("--goal", choices=("max", "min"), help="which metric value is best (default max)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="an override applied at every point (repeatable)")
     parser.add_argument("--output", metavar="DIR", help="sweep folder (default runs/sweep-<time>)")
@@ -40,9 +42,20 @@ def register(sub) -> None:
 def run_sweep(args: argparse.Namespace) -> int:
     from halo_ray.errors import ConfigError
     from halo_ray.io import write_json
-    from halo_ray.sweep import best, expand, job_argv, parse_grid, read_metric, run_name
+    from halo_ray.sweep import best, expand, job_argv, load_grid_file, parse_grid, read_metric, run_name
 
-    points = expand([parse_grid(g) for g in args.grid])
+    if args.grids:
+        ready = load_grid_file(args.grids)
+        args.job, args.config = args.job or ready["job"], args.config or ready["config"]
+        args.metric, args.goal = args.metric or ready["metric"], args.goal or ready["goal"]
+        args.overrides = ready["set"] + args.overrides  # command-line --set comes last, so it wins
+        grids = ready["grids"] + [parse_grid(g) for g in args.grid]
+    else:
+        if not args.job or not args.grid:
+            raise ConfigError("sweep: give --job and at least one --grid, or a ready sweep with --grids FILE")
+        grids = [parse_grid(g) for g in args.grid]
+    args.goal = args.goal or "max"
+    points = expand(grids)
     out = Path(args.output or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.config and not Path(args.config).is_file():
         raise ConfigError(f"--config {args.config}: file not found")

@@ -45,7 +45,7 @@ def register(sub) -> None:
                                       "steps, measures held-out pass@1 after each stage and writes "
                                       "<output>/report.json and stages.png.")
     demo.add_argument("--output", help="demo directory (default runs/demo)")
-    demo.add_argument("--algorithm", choices=("raft", "grpo", "dpo"), help="the stage after SFT (algorithm; default raft)")
+    demo.add_argument("--algorithm", choices=("raft", "grpo", "dpo", "srl"), help="the stage after SFT (algorithm; default raft; srl: SFT on teacher traces, then SRL on the synthetic ast-grep tasks)")
     add_config_args(demo)
     demo.set_defaults(func=run_demo)
 

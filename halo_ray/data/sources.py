@@ -244,19 +244,61 @@ def load_demo(opts: SourceOptions) -> list[Problem]:
 
 @SOURCES.register("srl")
 def load_srl(opts: SourceOptions) -> list[Problem]:
-    """The built-in SRL ast-grep refactoring tasks with their teacher traces (metadata.stage train/heldout; srl_trace verifier)."""
+    """SRL ast-grep refactoring tasks with their teacher traces (metadata.stage train/heldout; srl_trace verifier):
+    the built-in tasks (``srl``), or the deterministic synthetic slice of one-file Python renames (``srl:synthetic``)."""
     from halo_ray.srl.prompts import student_prompt
+    from halo_ray.srl.synthetic import synthetic_tasks
     from halo_ray.srl.tasks import builtin_tasks
 
-    if opts.arg:
-        raise ConfigError(f"srl:{opts.arg}: the srl source takes no argument; keep one split with srl#train or "
-                          f"srl#heldout. {SPEC_GRAMMAR}")
-    # split too (heldout tasks are the test split), so that srl#train is not given a seeded split.
+    if opts.arg not in (None, "", "synthetic"):
+        raise ConfigError(f"srl:{opts.arg}: the srl source takes no argument but 'synthetic' (srl:synthetic, the "
+                          f"synthetic slice); keep one split with srl#train or srl#heldout. {SPEC_GRAMMAR}")
+    tasks = synthetic_tasks() if opts.arg == "synthetic" else builtin_tasks()
+    # split too (heldout tasks are the test split), so that srl#train is not given a seeded split. The teacher
+    # trace is also the SFT completion (metadata.completion), for a warm start on the same tasks.
     return [Problem(id=f"srl/{t.id}", prompt=student_prompt(t), language=t.language, source="srl",
                     split="train" if t.split == "train" else "test",
                     metadata={"stage": t.split, "category": t.language, "verifier": "srl_trace",
-                              "teacher_trace": t.teacher, "srl_task": t.id, "instruction": t.instruction})
-            for t in builtin_tasks()]
+                              "teacher_trace": t.teacher, "completion": t.teacher, "srl_task": t.id,
+                              "instruction": t.instruction})
+            for t in tasks]
+
+
+@SOURCES.register("srl_traces")
+def load_srl_traces(opts: SourceOptions) -> list[Problem]:
+    """Teacher traces written by ``halo-ray srl traces`` as SRL problems: ``srl_traces:DIR`` (its traces.parquet),
+    ``srl_traces:DIR/traces/<slice>.parquet`` or any such file; one problem per kept trace (its task's prompt, the
+    trace as the reference), so a task with several kept traces appears once per trace."""
+    import pyarrow.parquet as pq
+
+    from halo_ray.srl.prompts import student_prompt
+    from halo_ray.srl.tasks import task_index
+    from halo_ray.srl.trace import SCHEMA_VERSION
+
+    if not opts.arg:
+        raise ConfigError(f"srl_traces: name the folder that `halo-ray srl traces` wrote (srl_traces:runs/teacher) or "
+                          f"one of its Parquet files (srl_traces:runs/teacher/traces/python.parquet). {SPEC_GRAMMAR}")
+    path = Path(opts.arg)
+    path = path / "traces.parquet" if path.is_dir() else path
+    if not path.is_file():
+        raise DataError(f"srl_traces:{opts.arg}: {path} not found (write it with `halo-ray srl traces --output DIR`)")
+    rows = pq.read_table(path).to_pylist()
+    tasks = task_index()
+    problems = []
+    for line, row in enumerate(rows, 1):
+        task = tasks.get(row.get("task"))
+        if task is None or row.get("schema_version") != SCHEMA_VERSION:
+            raise DataError(f"{path} row {line}: task {row.get('task')!r} (schema {row.get('schema_version')!r}) is not a "
+                            f"known SRL task of schema {SCHEMA_VERSION!r}; traces must come from this halo-ray's tasks")
+        trace = row.get("trace") or row["text"]
+        problems.append(Problem(id=f"srl/{task.id}/{row['sample_index']}", prompt=student_prompt(task),
+                                language=task.language, source="srl_traces",
+                                split="train" if task.split == "train" else "test",
+                                metadata={"stage": task.split, "category": row.get("slice") or task.language,
+                                          "verifier": "srl_trace", "teacher_trace": trace, "completion": trace,
+                                          "srl_task": task.id, "instruction": task.instruction,
+                                          "trace_quality": row.get("trace_quality")}))
+    return problems
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:

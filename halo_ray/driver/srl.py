@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 METRICS = ("trace_parse_rate", "action_fidelity", "state_faithfulness", "think_similarity", "brevity_penalty",
            "reward_mean", "execution_success", "think_tokens", "state_tokens")
+TASK_METRICS = ("trace_parse_rate", "action_fidelity", "state_faithfulness", "think_similarity", "reward_mean",
+                "execution_success")  # srl eval's by_task entries
 RENAMED = {"think_tokens": "think_words", "state_tokens": "state_words"}  # counted in words on the driver
 
 
@@ -108,7 +110,35 @@ def srl(config: SRLJobConfig, resume: bool = False, progress: Callable[[str], No
     """
     if not isinstance(config, SRLJobConfig):
         raise ConfigError(f"srl: expected an SRLJobConfig, got {type(config).__name__}")
+    if config.srl.trace_tokens:
+        config = with_trace_tokens(config, progress)
     return run_stream(config, "srl", resume, progress, srl_batch(config))
+
+
+def with_trace_tokens(config: SRLJobConfig, progress: Callable[[str], None] = log.info) -> SRLJobConfig:
+    """``config`` with a model whose tokenizer holds the trace tags (``srl.trace_tokens``).
+
+    A model that has them already is used as is; otherwise its copy with the tags added and the embeddings
+    resized is written to ``<run>/base-model`` (kept on ``--resume``) and becomes ``model.path``, so the learner,
+    the KL anchor and the vLLM engines all load the same resized model.
+    """
+    import dataclasses
+
+    from transformers import AutoTokenizer
+
+    from halo_ray.driver import resolve_model
+    from halo_ray.driver.loop import named_run
+    from halo_ray.srl.tokens import has_trace_tokens, prepare_model_dir
+
+    config = named_run(config, "srl")
+    model = resolve_model(config.model)
+    if has_trace_tokens(AutoTokenizer.from_pretrained(model.path)):
+        return dataclasses.replace(config, model=model)
+    prepared = Path(config.logging.run_dir) / config.logging.name / "base-model"
+    if not (prepared / "config.json").is_file():
+        added = prepare_model_dir(model.path, prepared)
+        progress(f"{model.path}: {added} trace tag tokens added (embeddings resized) in {prepared}")
+    return dataclasses.replace(config, model=dataclasses.replace(model, path=str(prepared)))
 
 
 def evaluate_model(config: SRLJobConfig, output: str = "", progress: Callable[[str], None] = log.info) -> dict:
@@ -120,46 +150,59 @@ def evaluate_model(config: SRLJobConfig, output: str = "", progress: Callable[[s
     every parsed action with ast-grep and runs the task's tests in the sandbox (execution success).
 
     Args:
-        config: the job config; ``model.path`` is the model to evaluate (empty: the embedded tiny model).
+        config: the job config; ``model.path`` is the model to evaluate (empty: the embedded tiny model): a
+            Hugging Face model folder, or a LoRA checkpoint (adapter only), which is merged into its base
+            (``adapter_config.json``'s ``base_model_name_or_path``) in a temporary folder for the engine.
         output: where the report goes as JSON (empty: nowhere).
     Returns:
-        ``{"model", "tasks", "samples_per_task", "overall", "by_language", "rejections", "settings", "elapsed_s"}``:
-        ``overall`` and each language hold ``halo_ray.srl.evaluate.summarize``'s metrics (trace parse rate,
-        action fidelity, state faithfulness, think similarity, brevity penalty, reward, execution success,
-        think and state tokens, histograms).
+        ``{"model", "tasks", "samples_per_task", "overall", "by_language", "by_task", "rejections", "settings",
+        "elapsed_s"}``: ``overall`` and each language hold ``halo_ray.srl.evaluate.summarize``'s metrics (trace
+        parse rate, action fidelity, state faithfulness, think similarity, brevity penalty, reward, execution
+        success, think and state tokens, histograms); ``by_task`` the per-task means of ``TASK_METRICS`` (for
+        paired tests across models).
     """
     import dataclasses
+    import tempfile
     import time
 
+    from halo_ray.adapters import is_adapter_dir, merged_model
     from halo_ray.config import validated
     from halo_ray.data.sources import problems_from_spec
     from halo_ray.driver import RolloutGroup, init, resolve_model
     from halo_ray.errors import DataError
     from halo_ray.io import write_json
     from halo_ray.srl.evaluate import evaluate, summarize
-    from halo_ray.srl.tasks import builtin_tasks
+    from halo_ray.srl.tasks import task_index
     from halo_ray.srl.trace import RejectionCounter
     from halo_ray.verifiers.srl import restore_stop
 
     config = validated(config)
     spec = config.data.eval or "srl#heldout"
     problems = [p.to_dict() for p in problems_from_spec(spec)]
-    tasks = {t.id: t for t in builtin_tasks()}
+    tasks = task_index()
     unknown = [p["id"] for p in problems if (p.get("metadata") or {}).get("srl_task") not in tasks]
     if unknown:
-        raise DataError(f"data.eval={spec!r}: srl eval runs the built-in SRL tasks (srl#heldout); "
+        raise DataError(f"data.eval={spec!r}: srl eval runs the SRL tasks (srl#heldout, srl:synthetic#heldout); "
                         f"{len(unknown)} problem(s) name none, e.g. {unknown[:3]}")
     init(config.cluster)
-    model = resolve_model(config.model)
     e, r = config.eval, config.rollout
     started = time.perf_counter()
-    group = RolloutGroup(model, r)
-    try:
-        table = group.generate([{"prompt_id": p["id"], "prompt": p["prompt"]} for p in problems], n=e.samples,
-                               temperature=e.temperature, top_p=e.top_p, max_tokens=r.max_new_tokens,
-                               seed=e.seed, stop=list(r.stop) or None)
-    finally:
-        group.shutdown()
+    model = config.model
+    adapter = bool(model.path) and is_adapter_dir(model.path)
+    # beside the checkpoint, which lies where every node can read it (the engine may run on another node)
+    with tempfile.TemporaryDirectory(prefix=".srl-eval-merged-", dir=Path(model.path).parent if adapter else None) as scratch:
+        if adapter:  # vLLM loads one model folder: base and adapter merged
+            progress(f"{model.path} is a LoRA adapter: merging it into its base model for the evaluation")
+            model = dataclasses.replace(model, path=str(merged_model(model.path, Path(scratch) / "merged")),
+                                        lora=dataclasses.replace(model.lora, enabled=False))
+        model = resolve_model(model)
+        group = RolloutGroup(model, r)
+        try:
+            table = group.generate([{"prompt_id": p["id"], "prompt": p["prompt"]} for p in problems], n=e.samples,
+                                   temperature=e.temperature, top_p=e.top_p, max_tokens=r.max_new_tokens,
+                                   seed=e.seed, stop=list(r.stop) or None)
+        finally:
+            group.shutdown()
     rows = table.to_pylist()
     progress(f"sampled {len(rows)} outputs for {len(problems)} tasks; scoring and executing them")
     by_id = {p["id"]: tasks[p["metadata"]["srl_task"]] for p in problems}
@@ -168,7 +211,9 @@ def evaluate_model(config: SRLJobConfig, output: str = "", progress: Callable[[s
     counter.parse_all(texts)
     scored = evaluate([by_id[x["prompt_id"]] for x in rows], texts, config.verifier.srl,
                       verifier=dataclasses.replace(config.verifier, extract_code=False))
-    report = {"model": model.path, "tasks": spec, "samples_per_task": e.samples, **summarize(scored),
+    per_task = summarize(scored, by="task")["by_task"]
+    report = {"model": config.model.path or model.path, "tasks": spec, "samples_per_task": e.samples, **summarize(scored),
+              "by_task": {t: {k: m[k] for k in TASK_METRICS} for t, m in per_task.items()},
               "rejections": counter.rejections(),
               "settings": {"temperature": e.temperature, "top_p": e.top_p, "seed": e.seed,
                            "max_new_tokens": r.max_new_tokens, "stop": list(r.stop),

@@ -8,7 +8,7 @@ trace text); ``halo_ray.bench.score.verify_record`` copies both from an SRL prob
 
 The reward settings come from the verifier section when it is an ``SRLVerifierConfig``
 (``verifier.srl``; defaults otherwise). With ``verifier.execute`` the parsed action is also applied
-with ast-grep to the record's built-in task (``srl_task``) and the task's tests run in the pool's own
+with ast-grep to the record's task (``srl_task``, built-in or synthetic) and the task's tests run in the pool's own
 sandboxes: ``reward_components["executed"]`` is then 1.0 when they pass (a metric, not part of the reward).
 ``verifier.reward`` (the graduated / pass_rate / pass_fail table) does not apply: the trace match is the reward.
 """
@@ -55,7 +55,7 @@ class SRLTraceVerifier:
 
         Args:
             records: dicts with ``id``, ``completion`` (or ``code``), ``teacher_trace`` and, for
-                execution, ``srl_task`` (a built-in task id).
+                execution, ``srl_task`` (a built-in or synthetic task id).
             cfg: the verifier section (``srl``, ``execute`` and ``restore_stop`` when it has them).
             sandbox: a ``Verifier`` whose sandboxes run the executed actions (needed for ``execute``).
         """
@@ -88,10 +88,10 @@ def _execute(records: list[dict], results: list[dict], sandbox) -> None:
     ``reward_components["executed"]`` (1.0 passed, 0.0 otherwise; malformed output: 0.0)."""
     from halo_ray.srl.actions import apply_action
     from halo_ray.srl.execute import execution_record
-    from halo_ray.srl.tasks import builtin_tasks
+    from halo_ray.srl.tasks import task_index
     from halo_ray.srl.trace import parse_trace
 
-    tasks = {t.id: t for t in builtin_tasks()}
+    tasks = task_index()
     runs, where = [], []
     for i, (record, result) in enumerate(zip(records, results)):
         result["reward_components"]["executed"] = 0.0

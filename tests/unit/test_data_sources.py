@@ -80,6 +80,8 @@ def test_every_registered_source_loads(name, tmp_path, monkeypatch):
     mine = write_jsonl(tmp_path / "mine.jsonl", [{"id": "m1", "prompt": "p", "tests": "assert True"}])
     extra = {"codeforces_cpp": {"from_path": str(write_jsonl(tmp_path / "cf.jsonl", CODEFORCES_ROWS))}}
     spec = {"jsonl": f"jsonl:{mine}", "parquet": None}.get(name, name)
+    if name == "srl_traces":
+        spec = f"srl_traces:{_teacher_traces(tmp_path / 'teacher')}"
     if name == "parquet":
         from halo_ray.data import write_problems
 
@@ -87,6 +89,53 @@ def test_every_registered_source_loads(name, tmp_path, monkeypatch):
         spec = f"parquet:{tmp_path / 'mine.parquet'}"
     problems = load_source(spec, **extra.get(name, {}))
     assert problems and all(isinstance(p, Problem) and not check_problem(p.to_dict()) for p in problems)
+
+
+def _teacher_traces(folder):
+    """A folder as ``halo-ray srl traces`` writes it: every built-in training task's teacher trace, kept."""
+    from halo_ray.srl.tasks import builtin_tasks
+    from halo_ray.srl.teacher import slice_of, write_traces
+    from halo_ray.srl.trace import SCHEMA_VERSION
+
+    rows = [{"task": t.id, "language": t.language, "split": t.split, "slice": slice_of(t), "sample_index": 0,
+             "text": t.teacher, "trace": t.teacher, "trace_quality": 1.0, "success": True, "env_report": "",
+             "schema_version": SCHEMA_VERSION} for t in builtin_tasks(split="train")]
+    write_traces(folder, rows, {"kept": len(rows)})
+    return folder
+
+
+def test_srl_train_data_from_teacher_traces_by_folder_or_slice(tmp_path):
+    from halo_ray.data.sources import problems_from_spec
+    from halo_ray.srl.prompts import student_prompt
+    from halo_ray.srl.tasks import task_index
+
+    folder = _teacher_traces(tmp_path / "teacher")
+    every = problems_from_spec(f"srl_traces:{folder}#train")
+    python = problems_from_spec(f"srl_traces:{folder}/traces/python.parquet")
+    assert len(every) == 8 and 0 < len(python) < len(every)
+    for p in every:
+        task = task_index()[p.metadata["srl_task"]]
+        assert p.prompt == student_prompt(task) and p.metadata["verifier"] == "srl_trace"
+        assert p.metadata["teacher_trace"] == p.metadata["completion"] == task.teacher
+    with pytest.raises(DataError, match="not found"):
+        problems_from_spec(f"srl_traces:{tmp_path / 'nowhere'}")
+
+
+def test_the_synthetic_srl_slice_is_deterministic_and_its_teacher_actions_pass():
+    from halo_ray.data.sources import problems_from_spec
+    from halo_ray.srl.actions import apply_action
+    from halo_ray.srl.synthetic import synthetic_tasks
+
+    train, heldout = problems_from_spec("srl:synthetic#train"), problems_from_spec("srl:synthetic#heldout")
+    assert len(train) == 200 and len(heldout) == 40
+    assert [p.id for p in heldout] == [p.id for p in problems_from_spec("srl:synthetic#heldout")]
+    tasks = synthetic_tasks()
+    assert len({t.id for t in tasks}) == len(tasks)
+    pairs = {(t.teacher_trace.action.pattern, t.teacher_trace.action.replacement) for t in tasks}
+    assert len(pairs) == len(tasks), "every task needs its own action"
+    for task in tasks[:4]:  # the sandbox run of the tests is tests/integration/test_srl_execute.py's
+        files, report = apply_action(task.teacher_trace.action, task.files)
+        assert report["ok"] and files != task.files
 
 
 def test_splits_stable_under_shuffled_input():

@@ -95,7 +95,7 @@ def test_rejection_counter():
     assert RejectionCounter().parse_rate() == 0.0
 
 
-def test_tags_become_single_special_tokens_of_the_tiny_model(tmp_path):
+def test_tags_become_single_tokens_of_the_tiny_model_and_survive_decoding(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from halo_ray.tiny import init_tiny
@@ -115,6 +115,8 @@ def test_tags_become_single_special_tokens_of_the_tiny_model(tmp_path):
     check_trace_tokens(tokenizer)
     ids = tokenizer.encode(make(), add_special_tokens=False)
     assert tokenizer.decode(ids, skip_special_tokens=False) == make()
+    assert tokenizer.decode(ids, skip_special_tokens=True) == make(), "vLLM decodes skipping special tokens"
+    assert all(len(tokenizer.encode(t, add_special_tokens=False)) == 1 for t in TAG_TOKENS)
     assert add_trace_tokens(tokenizer, model) == 0  # idempotent
 
     out = tmp_path / "prepared"
@@ -129,3 +131,20 @@ def test_tags_become_single_special_tokens_of_the_tiny_model(tmp_path):
     reloaded.init_kwargs[SCHEMA_KEY] = "srl-trace-v0"
     with pytest.raises(ModelError, match="srl-trace-v0"):
         add_trace_tokens(reloaded)
+
+
+def test_srl_training_prepares_a_base_with_the_tags_once_and_keeps_a_prepared_one(tmp_path):
+    from transformers import AutoTokenizer
+
+    from halo_ray.driver.srl import with_trace_tokens
+    from halo_ray.sections import LoggingConfig, ModelConfig, SRLJobConfig
+    from halo_ray.tiny import init_tiny
+
+    base = init_tiny(tmp_path / "tiny")
+    config = SRLJobConfig(model=ModelConfig(path=str(base)), logging=LoggingConfig(run_dir=str(tmp_path / "runs"), name="r"))
+    prepared = with_trace_tokens(config, progress=lambda line: None)
+    assert prepared.model.path == str(tmp_path / "runs" / "r" / "base-model")
+    check_trace_tokens(AutoTokenizer.from_pretrained(prepared.model.path))
+    assert schema_version(AutoTokenizer.from_pretrained(base)) is None, "the base itself is left alone"
+    again = with_trace_tokens(SRLJobConfig(model=prepared.model, logging=config.logging), progress=lambda line: None)
+    assert again.model.path == prepared.model.path

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from halo_ray.errors import ConfigError, DataError
-from halo_ray.sweep import best, expand, job_argv, parse_grid, read_metric, result_table, run_name
+from halo_ray.sweep import best, expand, job_argv, load_grid_file, overrides, parse_grid, read_metric, result_table, run_name
 
 
 def test_grid_parsing_and_cartesian_expansion():
@@ -67,3 +68,41 @@ def test_result_table_and_best():
     assert rows == [["000", "0.001", "ok", "0.5"], ["001", "0.01", "ok", "0.2"], ["002", "0.1", "failed (exit 2)", "–"]]
     assert best(runs, maximize=False)["name"] == "001" and best(runs, maximize=True)["name"] == "000"
     assert best(runs[2:], maximize=True) is None
+
+
+SWEEPS = sorted((Path(__file__).resolve().parents[2] / "configs" / "sweeps").glob("*.yaml"))
+SWEEP_CONFIGS = {"srl": "srl", "srl-traces": "teacher"}  # sweep job -> JOB_CONFIGS key of its config
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_every_ready_grid_loads_and_each_point_is_a_valid_config(path):
+    from halo_ray.config import load_config
+    from halo_ray.sections import JOB_CONFIGS
+
+    ready = load_grid_file(path)
+    assert ready["about"] and ready["metric"] and Path(ready["config"]).is_file()
+    cls = JOB_CONFIGS[SWEEP_CONFIGS[ready["job"]]]
+    for point in expand(ready["grids"]):
+        cfg = load_config(cls, ready["config"], ready["set"] + overrides(point))  # strict: a wrong key or type fails
+        for key, value in point.items():
+            got = cfg
+            for part in key.split("."):
+                got = getattr(got, part)
+            assert got == value, (path.name, key)
+
+
+def test_the_seed_003_ablations_each_have_a_grid():
+    keys = {k for p in SWEEPS for k, _ in load_grid_file(p)["grids"]}
+    assert {"objective.grpo.kl_coef", "verifier.srl.action_weight", "verifier.srl.brevity_coef",
+            "verifier.srl.malformed_reward", "rollout.temperature"} <= keys
+
+
+def test_grid_file_errors_name_the_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("job: srl\ngird:\n  learner.lr: [1]\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'gird'"):
+        load_grid_file(bad)
+    bad.write_text("job: nope\ngrid:\n  learner.lr: []\n")
+    with pytest.raises(ConfigError, match="job: expected one of") as err:
+        load_grid_file(bad)
+    assert "grid: expected a mapping" in str(err.value)

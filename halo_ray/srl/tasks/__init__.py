@@ -97,3 +97,11 @@ def builtin_tasks(*, language: str | None = None, split: str | None = None) -> l
 def by_language(tasks: list[Task]) -> dict[str, list[Task]]:
     """The tasks grouped by language (every supported language present, possibly empty)."""
     return {lang: [t for t in tasks if t.language == lang] for lang in LANGUAGES}
+
+
+def task_index() -> dict[str, Task]:
+    """Every task a problem's ``metadata.srl_task`` may name, by id: the built-in tasks and the default
+    synthetic slice (``halo_ray.srl.synthetic``, source ``srl:synthetic``)."""
+    from halo_ray.srl.synthetic import synthetic_tasks  # imports this module's Task
+
+    return {t.id: t for t in (*builtin_tasks(), *synthetic_tasks())}
