@@ -22,9 +22,8 @@ through an fd of ``cgroup.procs`` and never see the cgroup filesystem. Processes
 of this process's cgroup. Without one, the judge's watchdog polices memory and process count
 (weaker: see ``sandbox_worker``).
 
-A worker that fails to start, is found dead before a request is delivered, or reports that the
-previous check's scratch could not be proven clean, raises ``SandboxError``: infrastructure, for the
-caller to retry on a fresh worker. Once a request has been
+A worker that fails to start, or is found dead before a request is delivered, raises
+``SandboxError``: infrastructure, for the caller to retry on a fresh worker. Once a request has been
 delivered, anything that goes wrong (death, silence, garbage) is that check's RUNTIME_ERROR, and the
 worker is replaced; the request is never retried.
 """
@@ -355,32 +354,14 @@ class SandboxWorker:
                 raise SandboxError(_USERNS_HELP.format(why=why))
             raise SandboxError(f"sandbox worker failed to start: {why}")
         self.whole_check_limits = bool(hello.get("cgroup"))
-        self._cleaning = False  # the judge sends each verdict before cleaning; its outcome follows
-
-    def settle(self) -> None:
-        """Wait for the previous check's cleaning; SandboxError (the worker closed) unless it is clean."""
-        if not self._cleaning:
-            return
-        self._cleaning = False
-        try:
-            report = self._recv(time.monotonic() + CLEAN_GRACE_S)
-        except sandbox_worker.ProtocolError:
-            report = None
-        if not isinstance(report, dict) or report.get("clean") is not True:
-            why = report.get("why") if isinstance(report, dict) else None
-            self.close()
-            raise SandboxError(f"sandbox scratch could not be proven clean after a check ({why or 'no answer'}); "
-                               "the worker is replaced")
 
     def run(self, request: dict, budget_s: float) -> dict:
         """Send one check request; return the judge's raw result.
 
         Raises SandboxError only when the request could not be delivered (the worker was already
-        dead, or could not prove the previous check's scratch clean): the caller may retry it on a
-        fresh worker. Any fault after delivery is this check's RUNTIME_ERROR; the result then has
-        ``replace_worker`` (and the worker is closed).
+        dead): the caller may retry it on a fresh worker. Any fault after delivery is this check's
+        RUNTIME_ERROR; the result then has ``replace_worker`` (and the worker is closed).
         """
-        self.settle()
         if self.proc.poll() is not None:
             self.close()
             raise SandboxError(f"sandbox worker is gone ({self._stderr() or 'no message'})")
@@ -396,6 +377,10 @@ class SandboxWorker:
             result, why = None, f"the sandbox broke its protocol ({exc})"
         if why is None and "error" in result:
             why = f"the verifier failed on this check: {result['error']}"
+        if why is None and result.get("replace_worker"):
+            log.info("replacing a sandbox worker: %s", result["replace_worker"])
+            self.close()
+            return result
         if why is not None:
             if result is None and self.proc.poll() is not None:
                 why = f"the sandbox died during the check ({self._stderr() or 'no message'})"
@@ -403,7 +388,6 @@ class SandboxWorker:
             self.close()
             return {"verdict": "RUNTIME_ERROR", "passed": 0, "total": 0, "warnings": False, "detail": why,
                     "replace_worker": why}
-        self._cleaning = True
         return result
 
     def _recv(self, deadline: float) -> dict | None:

@@ -51,17 +51,14 @@ Limits: rlimits per process (address space, CPU, file size, open files, processe
 where the host could make one, a cgroup per worker that limits memory and processes of the check
 as a whole (``run`` for programs, ``compile`` for compilers). Without a cgroup the judge watches the
 check's processes (RSS and count, every ``WATCHDOG_S``) and kills them past the limits: weaker, since
-a burst between two looks is not seen. Cleaning happens after the verdict is sent and before the
-next request is read, so it is never charged to a check; its outcome follows the verdict on the
-host channel, and a worker whose scratch cannot be proven empty (or that holds SysV IPC objects)
-says so there and stops: the host replaces it before the next check.
+a burst between two looks is not seen. Cleaning happens after the verdict is known and before the
+next request is read, so it is never charged to a check; a worker whose scratch cannot be proven
+empty (or that holds SysV IPC objects) tells the host to replace it.
 """
 
-import binascii
 import builtins
 import fcntl
 import json
-import marshal
 import os
 import resource
 import select
@@ -85,7 +82,7 @@ RPC_MAX_FRAME = 16 << 20  # one answer of the untrusted child
 MAX_DEPTH = 64  # nesting of a value crossing the boundary
 MAX_NODES = 1_000_000  # values in one answer
 MAX_HEX_DIGITS = 1 << 20  # a big int crosses as hex (linear to decode); larger is a protocol error
-PLAN_CACHE_SIZE = 1024  # speculation plans kept by the host (a benchmark cycles through a few hundred problems)
+TESTS_CACHE_SIZE = 1024  # compiled tests kept by the judge (a benchmark cycles through a few hundred problems)
 # Modules the judge imports (its own pristine copy) when the program bound one to a name the tests
 # may use (MBPP tests call `math.isclose` after the solution's `import math`); never one with side
 # effects at import.
@@ -516,28 +513,39 @@ def _standby_main(cfg, link):
 def zygote_main(cfg, sock, judge_pid):
     """Serve the judge: spawn children, report their exits, clean after every check.
 
-    Once a check is clean, one child of the ``run`` cgroup is forked ahead (the standby) and the
-    judge gets its end of the standby's link: the judge hands the next check's fds to it directly,
-    so that starting a program costs neither a fork nor a round trip through the zygote. A standby
-    is an ordinary child here (its exit is reported); it never outlives a clean.
+    One child of the ``run`` cgroup is kept forked ahead (the standby) once a check is clean, so
+    that the next check does not wait for the fork; it never outlives a clean.
     """
     children = {}  # pid -> pidfd
+    standby = None  # (pid, pidfd, link)
 
     def fork_standby():
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        link, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             sock.close()
-            ours.close()
+            link.close()
             _standby_main(cfg, theirs)
         theirs.close()
-        children[pid] = os.pidfd_open(pid)
-        socket.send_fds(sock, [json.dumps(["standby", pid]).encode()], [ours.fileno()])
-        ours.close()
+        return pid, os.pidfd_open(pid), link
 
-    fork_standby()
+    def drop_standby():
+        nonlocal standby
+        if standby is not None:
+            pid, pidfd, link = standby
+            link.close()
+            os.close(pidfd)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            standby = None
+
+    standby = fork_standby()
     while True:
-        ready, _, _ = select.select([sock, *children.values()], [], [])
+        watched = [sock, *children.values(), *([standby[1]] if standby else [])]
+        ready, _, _ = select.select(watched, [], [])
         for fd in ready:
             if fd is sock:
                 try:
@@ -548,29 +556,41 @@ def zygote_main(cfg, sock, judge_pid):
                     return 0
                 msg = json.loads(data)
                 if msg[0] == "spawn":
-                    pid = os.fork()
-                    if pid == 0:
-                        sock.close()
-                        child_main(cfg, msg[1], fds)
-                    children[pid] = os.pidfd_open(pid)
+                    spec = msg[1]
+                    handed = False
+                    if standby is not None and spec.get("cgroup") == "run":
+                        pid, pidfd, link = standby
+                        try:
+                            socket.send_fds(link, [json.dumps(spec).encode()], fds)
+                            handed = True
+                        except OSError:
+                            pass
+                        if handed:
+                            link.close()
+                            standby = None
+                            children[pid] = pidfd
+                        else:
+                            drop_standby()
+                    if not handed:
+                        pid = os.fork()
+                        if pid == 0:
+                            sock.close()
+                            child_main(cfg, spec, fds)
+                        children[pid] = os.pidfd_open(pid)
                     for f in fds:
                         os.close(f)
                     sock.send(json.dumps(["pid", pid]).encode())
                 elif msg[0] == "clean":
-                    # The check's own processes first (killed and reaped: usually all there is), so
-                    # that the scan of the pid namespace finds nothing left to kill.
-                    for pid, pidfd in children.items():
+                    for pidfd in children.values():
                         os.close(pidfd)
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                            os.waitpid(pid, 0)
-                        except (ProcessLookupError, ChildProcessError):
-                            pass
                     children.clear()
+                    drop_standby()
                     ok, why = clean(cfg, judge_pid)
                     sock.send(json.dumps(["clean", ok, why]).encode())
                     if ok:
-                        fork_standby()  # while the judge answers the host
+                        standby = fork_standby()  # while the judge answers the host
+            elif standby is not None and fd == standby[1]:
+                drop_standby()  # died before its check (killed by a program, as an ordinary user)
             else:
                 pid = next((p for p, f in children.items() if f == fd), None)
                 if pid is None:  # closed by a "clean" handled in this same round
@@ -597,14 +617,12 @@ def kill_untrusted(judge_pid, deadline):
     """SIGKILL every process but this one (pid 1) and the judge's subtree; True when none is left."""
     me = os.getpid()
     while time.monotonic() < deadline:
-        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
-        if all(pid in (1, me, judge_pid) for pid in pids):
-            return True  # nothing but us and the judge: no process of the check exists
         parents = {}
-        for pid in pids:
-            ppid, state = _ppid(pid)
-            if ppid is not None:
-                parents[pid] = (ppid, state)
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                ppid, state = _ppid(int(name))
+                if ppid is not None:
+                    parents[int(name)] = (ppid, state)
         victims = []
         for pid, (ppid, state) in parents.items():
             if pid in (1, me):
@@ -743,71 +761,39 @@ def clean(cfg, judge_pid):
 
 
 class Zygote:
-    """The judge's client of the zygote, and holder of the standby's link (see ``zygote_main``)."""
+    """The judge's client of the zygote."""
 
     def __init__(self, sock):
         self.sock = sock
         self.exits = {}
-        self.standby = None  # (pid, link) of the child forked ahead
-        self.standby_due = True  # the zygote sends one at start and after every clean that succeeded
-
-    def _message(self):
-        data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 1)
-        msg = json.loads(data or b'["eof"]')
-        if msg[0] == "exit":
-            self.exits[msg[1]] = msg[2]
-        elif msg[0] == "standby" and len(fds) == 1:
-            self._drop_standby()
-            self.standby = (msg[1], socket.socket(fileno=fds.pop()))
-            self.standby_due = False
-        elif msg[0] == "eof":
-            raise RuntimeError("the zygote is gone")
-        for fd in fds:
-            os.close(fd)
-        return msg
 
     def _reply(self, kind):
         while True:
-            msg = self._message()
-            if msg[0] == kind:
+            msg = json.loads(self.sock.recv(1 << 16) or b'["eof"]')
+            if msg[0] == "exit":
+                self.exits[msg[1]] = msg[2]
+            elif msg[0] == "eof":
+                raise RuntimeError("the zygote is gone")
+            elif msg[0] == kind:
                 return msg
 
-    def _drop_standby(self):
-        if self.standby is not None:
-            self.standby[1].close()
-            self.standby = None
-
     def spawn(self, spec, fds):
-        """Start a child with ``spec`` and its five fds; returns its pid. A ``run`` child is the
-        standby when it is alive (no fork, no round trip), else a fresh fork of the zygote."""
-        if spec.get("cgroup") == "run":
-            if self.standby_due:
-                self._reply("standby")
-            if self.standby is not None:
-                pid, link = self.standby
-                self.standby = None
-                try:
-                    if pid not in self.exits:
-                        socket.send_fds(link, [json.dumps(spec).encode()], fds)
-                        return pid
-                except OSError:
-                    pass  # it died before its check (killed by a program, as an ordinary user)
-                finally:
-                    link.close()
         socket.send_fds(self.sock, [json.dumps(["spawn", spec]).encode()], fds)
         return self._reply("pid")[1]
 
     def clean(self):
-        self._drop_standby()
         self.sock.send(b'["clean"]')
         _, ok, why = self._reply("clean")
         self.exits.clear()
-        self.standby_due = ok
         return ok, why
 
     def poll_exits(self):
         while select.select([self.sock], [], [], 0)[0]:
-            self._message()
+            msg = json.loads(self.sock.recv(1 << 16) or b'["eof"]')
+            if msg[0] == "exit":
+                self.exits[msg[1]] = msg[2]
+            else:
+                raise RuntimeError("the zygote is gone")
 
 
 class CheckTimeout(BaseException):
@@ -1240,6 +1226,23 @@ def _oom_count(fd):
     return 0
 
 
+_tests_cache = {}
+
+
+def compiled_tests(source):
+    code = _tests_cache.get(source)
+    if code is None:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code = compile(source, "<tests>", "exec")
+        if len(_tests_cache) >= TESTS_CACHE_SIZE:
+            _tests_cache.pop(next(iter(_tests_cache)))
+        _tests_cache[source] = code
+    return code
+
+
 def _classify(exc):
     """(verdict, detail) of a failed unit, by where the failure happened."""
     if isinstance(exc, CheckTimeout):
@@ -1384,7 +1387,7 @@ def speculation_plan(tests, entry, call_check, hooks):
         except (_Stop, ValueError, RecursionError):
             break
     plan = encoded
-    if len(_PLAN_CACHE) >= PLAN_CACHE_SIZE:
+    if len(_PLAN_CACHE) >= TESTS_CACHE_SIZE:
         _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
     _PLAN_CACHE[key] = plan
     return plan
@@ -1433,9 +1436,7 @@ def judge_python(judge):
     test_ns = {"__name__": "__tests__", "__builtins__": builtins, **names,
                req["pass_hook"]: on_pass, req["fail_hook"]: on_fail}
     try:
-        # compiled by the host (``verifiers.python.split_units``): the host is trusted, and the sandbox
-        # runs the host's own interpreter
-        exec(marshal.loads(binascii.a2b_base64(req["tests_code"])), test_ns)
+        exec(compiled_tests(req["tests"]), test_ns)
         entry = req.get("entry_point")
         if entry and req.get("call_check") and callable(test_ns.get("check")):
             test_ns["check"](test_ns[entry] if entry in test_ns else names[entry])
@@ -1695,15 +1696,15 @@ def judge_main(cfg, sock, channel_in, channel_out):
         result["duration_s"] = time.monotonic() - start
         for kind, fd in cfg["oom_fds"].items():
             cfg["oom_seen"][kind] = _oom_count(fd)
-        # The verdict first, so that the host scores it and readies the next request while the
-        # zygote cleans; then whether scratch is clean. The next request is read only after that.
-        send(channel_out, result)
         clean_start = time.monotonic()
         try:
             ok, why = zygote.clean()
         except (OSError, RuntimeError, ValueError) as exc:
             ok, why = False, f"the zygote failed: {exc}"
-        send(channel_out, {"clean": ok, "why": why, "clean_s": time.monotonic() - clean_start})
+        result["clean_s"] = time.monotonic() - clean_start  # outside the check's clock (diagnostics)
+        if not ok:
+            result["replace_worker"] = why
+        send(channel_out, result)
         if not ok:
             return 0
 

@@ -141,7 +141,6 @@ class Verifier:
                     done += waiting[key]
                     if progress:
                         progress(done, len(records))
-            self._settle_idle()
         return [{"id": record.get("id"), **results[key]} for key, record in zip(keys, records)]
 
     def _verify_mixed(self, records: list[dict], requests: list[dict],
@@ -199,23 +198,6 @@ class Verifier:
         finally:
             self._idle.put(worker)
         raise AssertionError("unreachable")
-
-    def _settle_idle(self) -> None:
-        """Replace now, rather than at its next check, an idle worker whose last check could not be
-        proven clean (each worker cleans after sending its verdict; see ``SandboxWorker.settle``)."""
-        for _ in range(self._idle.qsize()):
-            try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                if worker is not None:
-                    worker.settle()
-            except SandboxError as exc:
-                log.info("replacing a sandbox worker: %s", exc)
-                worker = self._replace(worker, start=False)
-            finally:
-                self._idle.put(worker)
 
     def _replace(self, worker: SandboxWorker | None, start: bool = True) -> SandboxWorker | None:
         """Close ``worker``; a fresh one now (``start``) or lazily by the next check (None)."""

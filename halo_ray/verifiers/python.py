@@ -3,19 +3,14 @@
 Assert-based tests are split into units before they are sent: every top-level statement that
 contains an ``assert`` (in the module or in the body of ``check``) runs in its own try block and
 reports pass or fail, so ``pass_rate`` is the fraction of individual assertions passed and one
-failing assertion does not hide the others. They are compiled here, once per host process, and
-travel as marshalled code (the sandbox runs this same interpreter): the judges of every sandbox
-would otherwise each compile every problem's tests again (about 1 ms a problem).
+failing assertion does not hide the others.
 """
 
 from __future__ import annotations
 
 import ast
-import base64
 import functools
-import marshal
 import secrets
-import warnings
 from typing import TYPE_CHECKING
 
 from halo_ray.errors import DataError
@@ -31,12 +26,11 @@ PASS_HOOK = f"__halo_pass_{secrets.token_hex(6)}"
 FAIL_HOOK = f"__halo_fail_{secrets.token_hex(6)}"
 
 
-def split_units(tests: str, where: str) -> tuple[str, int, bool, str]:
+def split_units(tests: str, where: str) -> tuple[str, int, bool]:
     """Rewrite ``tests`` so that each assertion statement reports its own outcome.
 
-    Returns ``(source, units, defines_check_uncalled, code)``; the rewritten source calls
-    ``PASS_HOOK`` and ``FAIL_HOOK``; ``code`` is it compiled, marshalled and base64-encoded (what
-    the judge runs). Raises DataError when the tests do not compile (the tests are input data).
+    Returns ``(source, units, defines_check_uncalled)``; the rewritten source calls ``PASS_HOOK``
+    and ``FAIL_HOOK``. Raises DataError when the tests do not parse (the tests are input data).
     Cached: a prompt's tests are checked once per sample.
     """
     try:
@@ -46,7 +40,7 @@ def split_units(tests: str, where: str) -> tuple[str, int, bool, str]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _split_units(tests: str) -> tuple[str, int, bool, str]:
+def _split_units(tests: str) -> tuple[str, int, bool]:
     tree = ast.parse(tests, "<tests>")
     pass_hook, fail_hook = PASS_HOOK, FAIL_HOOK
     units = 0
@@ -80,11 +74,7 @@ def _split_units(tests: str) -> tuple[str, int, bool, str]:
     if tests.strip() and not units:
         units = 1  # no assertion to split: the tests as a whole are one unit
     # ast.unparse needs no source locations (fix_missing_locations was 40% of the planning time).
-    source = ast.unparse(tree)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = compile(source, "<tests>", "exec")  # SyntaxError here too ('return' outside a function)
-    return source, units, check is not None and not called, base64.b64encode(marshal.dumps(code)).decode("ascii")
+    return ast.unparse(tree), units, check is not None and not called
 
 
 @functools.lru_cache(maxsize=4096)
@@ -143,11 +133,10 @@ class PythonTestsVerifier:
         if not tests and record.get("test_cases"):
             return {"kind": "python_stdio", "code": code, "cases": record_cases(record)}
         setup = self.setup(record)
-        source, units, uncalled, tests_code = split_units(setup + tests, f"record {record.get('id')!r}")
+        source, units, uncalled = split_units(setup + tests, f"record {record.get('id')!r}")
         entry = record.get("entry_point") or None
         call_check = bool(entry) and uncalled
-        return {"kind": "python", "code": code, "tests": source, "tests_code": tests_code, "units": units,
-                "entry_point": entry,
+        return {"kind": "python", "code": code, "tests": source, "units": units, "entry_point": entry,
                 "call_check": call_check, "pass_hook": PASS_HOOK, "fail_hook": FAIL_HOOK,
                 "plan": _plan(source, entry, call_check)}
 
