@@ -21,9 +21,13 @@ from halo_ray.timing import BusyClock
 from halo_ray.verifiers import Verifier
 
 
-@ray.remote
+@ray.remote(concurrency_groups={"control": 1})
 class VerifierPool:
-    """One node's sandboxes; ``cfg.workers`` 0 means one per CPU assigned to this actor."""
+    """One node's sandboxes; ``cfg.workers`` 0 means one per CPU assigned to this actor.
+
+    ``workers``, ``stats`` and ``close`` run in their own concurrency group: they answer at once,
+    never queued behind the batches in flight (the driver reads ``stats`` at every step).
+    """
 
     def __init__(self, cfg: VerifierConfig):
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
@@ -31,6 +35,7 @@ class VerifierPool:
         self.verifier = Verifier(dataclasses.replace(cfg, workers=workers))
         self.busy = BusyClock()
 
+    @ray.method(concurrency_group="control")
     def workers(self) -> int:
         return self.verifier.workers
 
@@ -44,9 +49,11 @@ class VerifierPool:
         with self.busy.active():
             return project(score_rollouts(table, problems, self.verifier.verify), columns)
 
+    @ray.method(concurrency_group="control")
     def stats(self) -> dict:
         return {"busy_s": self.busy.busy_s(), "workers": self.verifier.workers}
 
+    @ray.method(concurrency_group="control")
     def close(self) -> None:
         self.verifier.close()
 

@@ -57,3 +57,23 @@ def test_driver_verify(ray_session):
 
     out = driver.verify(records(6), VerifierConfig(timeout_s=2.0), batch_size=2)
     assert [(r["id"], r["verdict"]) for r in out] == [(i, "WRONG_OUTPUT" if i % 3 == 0 else "SUCCESS") for i in range(6)]
+
+
+def test_stats_answer_while_a_batch_is_in_flight(ray_session):
+    """The driver reads ``stats`` at every step: it must not wait for the batches in flight (it did, 0.3 s a step)."""
+    ray = ray_session
+    from halo_ray.actors.verifier import start_pools
+
+    pools = start_pools(VerifierConfig(timeout_s=5.0, workers=1), num_pools=1, cpus_per_pool=1.0)
+    try:
+        ray.get(pools[0].workers.remote())  # started
+        slow = {"id": "slow", "code": "import time\ntime.sleep(2)\ndef f(x):\n    return x + 1\n", "tests": TESTS}
+        ref = pools[0].verify.remote([slow])
+        stats = ray.get(pools[0].stats.remote())
+        ready, _ = ray.wait([ref], timeout=0)
+        assert not ready, "stats waited for the batch in flight"
+        assert stats["workers"] == 1
+        assert ray.get(ref)[0]["verdict"] == "SUCCESS"
+    finally:
+        for p in pools:
+            ray.kill(p)
