@@ -71,8 +71,11 @@ def start_pools(cfg: VerifierConfig, num_pools: int = 1, cpus_per_pool: float = 
     ``run`` names them ``<run>/verifier-<i>`` (``ray list actors``, the dashboard); empty leaves them unnamed.
     """
     concurrency = max(1, cfg.workers or math.floor(cpus_per_pool))
+    # Out of order: a ``score`` whose rollout is still sampling must not hold back the calls behind
+    # it (Ray keeps a one-thread actor's calls in order, dependencies included).
     return [VerifierPool.options(name=actor_name(run, "verifier", i), num_cpus=cpus_per_pool,
-                                 max_concurrency=concurrency, max_restarts=VERIFIER_MAX_RESTARTS,
+                                 max_concurrency=concurrency, allow_out_of_order_execution=True,
+                                 max_restarts=VERIFIER_MAX_RESTARTS,
                                  max_task_retries=VERIFIER_MAX_TASK_RETRIES).remote(cfg)
             for i in range(num_pools)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -68,12 +69,15 @@ def test_stats_answer_while_a_batch_is_in_flight(ray_session):
     try:
         ray.get(pools[0].workers.remote())  # started
         slow = {"id": "slow", "code": "import time\ntime.sleep(2)\ndef f(x):\n    return x + 1\n", "tests": TESTS}
-        ref = pools[0].verify.remote([slow])
+        ref = pools[0].verify.remote([slow])  # running
+        later = ray.remote(lambda batch: time.sleep(2) or batch).remote(records(1))
+        queued = pools[0].verify.remote(later)  # waiting for its argument, as a score waits for its rollout
         stats = ray.get(pools[0].stats.remote())
-        ready, _ = ray.wait([ref], timeout=0)
-        assert not ready, "stats waited for the batch in flight"
+        ready, _ = ray.wait([ref, queued], num_returns=2, timeout=0)
+        assert not ready, "stats waited for the batches in flight"
         assert stats["workers"] == 1
         assert ray.get(ref)[0]["verdict"] == "SUCCESS"
+        assert ray.get(queued)[0]["verdict"] == "WRONG_OUTPUT"
     finally:
         for p in pools:
             ray.kill(p)
