@@ -14,7 +14,7 @@ import math
 import ray
 
 from halo_ray.placement import actor_name
-from halo_ray.samples import project
+from halo_ray.samples import project, warm_up
 from halo_ray.selection import score_rollouts
 from halo_ray.verifiers.config import VerifierConfig
 from halo_ray.timing import BusyClock
@@ -34,6 +34,7 @@ class VerifierPool:
         workers = cfg.workers or max(1, math.floor(cpus))
         self.verifier = Verifier(dataclasses.replace(cfg, workers=workers))
         self.busy = BusyClock()
+        warm_up()
 
     @ray.method(concurrency_group="control")
     def workers(self) -> int:

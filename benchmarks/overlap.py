@@ -2,8 +2,8 @@
 ideal pipeline and against the same run at ``max_staleness: 0``.
 
 Stand-in stages with set costs replace the engine, the verifier and the learner (Ray actors that
-sleep; the engine holds ``RolloutEngine``'s own ``StepLock`` one engine step at a time, so a weight update
-waits for the current step only),
+sleep; the engine batches the requests of its calls in flight as ``RolloutEngine`` does, one step at
+a time under its own ``StepLock``, so a weight update waits for the current step only),
 while everything else is the real thing: ``halo_ray.driver.stream.Stream`` with its ``StreamBuffer``,
 the same refs chained from engine to verifier, ``ray.wait`` on scored chunks, the same loop shape as
 ``halo_ray.driver.raft``. Two cost profiles: balanced (each stage the same seconds per step) and
@@ -13,7 +13,7 @@ unbalanced (sampling twice as slow as the rest).
 step of each other stage (fill and drain). ``async_over_ideal`` = async wall / ideal;
 ``speedup_over_sync`` = sync wall / async wall.
 
-    python benchmarks/overlap.py [--steps 8] [--prompts 8] [--stage-s 0.4] [--staleness 2] [--json]
+    python benchmarks/overlap.py [--steps 8] [--prompts 8] [--chunk 2] [--stage-s 0.4] [--staleness 2] [--json]
 
 The last line is one JSON object with ``async_over_ideal`` and ``speedup_over_sync`` (balanced case)
 and every case's figures.
@@ -39,22 +39,40 @@ STEP_S = 0.01  # one engine step (a decode step of the batch): what a weight upd
 
 @ray.remote(concurrency_groups={"control": 1})  # as RolloutActor: updates never queue behind generate calls
 class SleepEngine:
-    """Samples a chunk in ``per_prompt_s`` seconds per prompt, one chunk at a time (the engine's lock)."""
+    """Samples ``per_prompt_s`` seconds of work per prompt, as a continuous-batching engine does.
+
+    As in ``RolloutEngine``, a call enqueues its requests and then loops engine steps under the
+    engine's ``StepLock`` until they are finished; one step (``STEP_S``) advances every request in
+    the engine, whichever call's thread runs it, sharing the step's work evenly among them (so
+    calls in flight together finish together, and no call starves while others step).
+    """
 
     def __init__(self, per_prompt_s: float, sync_s: float):
         self.per_prompt_s, self.sync_s, self.version = per_prompt_s, sync_s, 0
         self.lock = StepLock()  # the real engine's lock
+        self.left: dict[int, float] = {}  # request -> seconds of work still to do
+        self.done: dict[int, int] = {}  # finished request -> version at its last step
+        self.next_id = 0
 
     def generate(self, prompts, **_):
         first, started = self.version, time.perf_counter()
-        left = self.per_prompt_s * len(prompts)
-        while left > 0:  # one engine step at a time under the lock: a weight update lands between steps
-            with self.lock.step():
-                time.sleep(min(STEP_S, left))
-            left -= STEP_S
+        with self.lock.step():
+            me, self.next_id = self.next_id, self.next_id + 1
+            self.left[me] = self.per_prompt_s * len(prompts)
+        while me not in self.done:
+            with self.lock.step():  # a weight update lands between steps
+                if self.left:
+                    time.sleep(STEP_S)
+                    share = STEP_S / len(self.left)
+                    for rid in list(self.left):
+                        self.left[rid] -= share
+                        if self.left[rid] <= 1e-9:
+                            del self.left[rid]
+                            self.done[rid] = self.version
+        last = self.done.pop(me)
         took = time.perf_counter() - started
         return [dict(prompt_id=p["prompt_id"], sample_index=i, prompt="", completion="", prompt_token_ids=[1],
-                     token_ids=[2], logprobs=[-0.1], policy_version=first, policy_version_last=self.version,
+                     token_ids=[2], logprobs=[-0.1], policy_version=first, policy_version_last=last,
                      finish_reason="stop", engine=0, generate_s=took) for p in prompts for i in range(SAMPLES)]
 
     def ready(self) -> bool:
@@ -72,6 +90,9 @@ class SleepVerifier:
     """Scores a chunk in ``per_sample_s`` seconds per sample."""
 
     def __init__(self, per_sample_s: float):
+        from halo_ray.samples import warm_up
+
+        warm_up()  # as VerifierPool does (else the first call pays ~0.5 s importing pandas)
         self.per_sample_s = per_sample_s
 
     def ready(self) -> bool:
@@ -155,7 +176,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=8, help="prompts per step")
-    parser.add_argument("--chunk", type=int, default=1, help="prompts per rollout request")
+    parser.add_argument("--chunk", type=int, default=2,
+                        help="prompts per rollout request (default 2: four chunks a step, as configs/grpo.yaml's 32 "
+                             "prompts in chunks of 8; 1 doubles the calls and their per-call cost)")
     parser.add_argument("--stage-s", type=float, default=0.4, help="seconds per step of each stage (balanced case)")
     parser.add_argument("--staleness", type=int, default=2, help="max_staleness of the async runs")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")

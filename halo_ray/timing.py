@@ -3,6 +3,7 @@ between engine steps and weight updates (``StepLock``)."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 import time
@@ -38,24 +39,36 @@ class BusyClock:
 
 
 class StepLock:
-    """The engine's lock: generate threads take it one engine step at a time; a weight update takes it
-    at the next step boundary, ahead of every thread waiting for a step.
+    """The engine's lock: generate threads take it one engine step at a time, in the order they asked
+    (first come, first served); a weight update takes it at the next step boundary, ahead of every
+    thread waiting for a step.
 
-    A plain ``threading.Lock`` is not fair: with several generate threads looping over steps, an update
-    could wait many steps for its turn while the learner (and the next training step) waits for it.
+    A plain ``threading.Lock`` is not fair: the thread that just released it takes it again before a
+    woken waiter runs. A generate call looping over steps would then keep the engine to itself: other
+    calls could not even enqueue their requests (they joined the batch only when it finished), and an
+    update could wait many steps while the learner waits for it.
     """
 
     def __init__(self):
         self._cond = threading.Condition()
         self._held = False
         self._updates_waiting = 0
+        self._queue: collections.deque = collections.deque()  # one token per thread waiting for a step
 
     @contextlib.contextmanager
     def step(self):
-        """Hold the engine for one step (or one enqueue); yields to any waiting update first."""
+        """Hold the engine for one step (or one enqueue), after the threads that asked before."""
+        token = object()
         with self._cond:
-            while self._held or self._updates_waiting:
-                self._cond.wait()
+            self._queue.append(token)
+            try:
+                while self._held or self._updates_waiting or self._queue[0] is not token:
+                    self._cond.wait()
+            except BaseException:
+                self._queue.remove(token)
+                self._cond.notify_all()
+                raise
+            self._queue.popleft()
             self._held = True
         try:
             yield
