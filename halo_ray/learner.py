@@ -18,6 +18,7 @@ sibling directory and renamed into place, so a killed run leaves the previous ch
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -227,12 +228,17 @@ class Learner:
             self._reference.to(self.engine.device).eval().requires_grad_(False)
         return self._reference
 
-    def _with_logprobs(self, examples: Sequence[dict], temperature: float) -> list[dict]:
+    def _with_logprobs(self, examples: Sequence[dict], temperature: float, one_step: bool = False) -> list[dict]:
         """Examples with ``old_logp`` / ``ref_logp`` lists when the objective or the correction needs them,
-        taken once before the first update of this call."""
+        taken once before the first update of this call.
+
+        ``one_step``: this call makes a single optimizer step, so the weights before it are the ones
+        every micro-batch's forward sees: ``old_logp`` is ``logp.detach()`` there (the objectives'
+        default), and the extra forward pass over the batch is skipped (as TRL does at one iteration).
+        """
         obj = self.objective
-        needs_old = getattr(obj, "needs_old_logp", False) or (
-            getattr(obj, "off_policy", False) and self.objective_config.correction.mode == "decoupled")
+        needs_old = not one_step and (getattr(obj, "needs_old_logp", False) or (
+            getattr(obj, "off_policy", False) and self.objective_config.correction.mode == "decoupled"))
         needs_ref = getattr(obj, "needs_reference", False)
         if not (needs_old or needs_ref):
             return list(examples)
@@ -285,7 +291,9 @@ class Learner:
         cfg, engine = self.config, self.engine
         epochs = cfg.epochs if epochs is None else epochs
         started = time.perf_counter()
-        examples = self._with_logprobs(examples, temperature) if examples else []
+        one_step = bool(examples) and (steps == 1 or (steps is None and epochs == 1 and len(plan_micro_batches(
+            examples, self.world_size, cfg.micro_batch_size, cfg.grad_accum, copy.deepcopy(self.shuffle_rng))) == 1))
+        examples = self._with_logprobs(examples, temperature, one_step) if examples else []
         off_policy = getattr(self.objective, "off_policy", False)
         steps_log, samples, tokens, padded, taken, epoch = [], 0, 0.0, 0, 0, 0
         scale = cfg.grad_accum * self.world_size  # undo DeepSpeed's averaging over micro-batches and ranks

@@ -30,6 +30,7 @@ from halo_ray.driver.stream import (
 )
 from halo_ray.errors import ActorLostError
 from halo_ray.io import write_json
+from halo_ray.samples import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ def _steps(config, run, problems, heldout, rollout, verifiers, learner, resume, 
     start, version, stages = extra["next_step"], extra["version"], extra["stages"]
     totals: dict[str, int] = dict(extra.get("totals", {}))
 
+    warm_up()  # before the stream starts: the first step's tables would pay pyarrow's pandas import
     timeline = Timeline()
     stream = Stream(rollout, verifiers, problems, sc, r, config.data.shuffle_seed, extra.get("stream"), timeline)
     wall0 = time.perf_counter()

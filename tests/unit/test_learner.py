@@ -176,3 +176,41 @@ def test_grad_norm_is_reported_without_zero(tiny_dir):
                       ObjectiveConfig(name="sft"))
     metrics = learner.train(examples(learner.tokenizer))
     assert metrics["steps"] == 2 and 0 < metrics["grad_norm"] < float("inf")
+
+
+def test_one_step_call_skips_the_old_policy_pass_with_the_same_update(tiny_dir, monkeypatch):
+    """GRPO needs old-policy log-probs; when a call makes a single optimizer step they are the current
+    ones (``logp.detach()``), so the extra forward pass over the batch is skipped, with the same update.
+    A call of two epochs still takes them once, before the first step."""
+    model = ModelConfig(path=tiny_dir, max_model_len=128)
+    cfg = dataclasses.replace(LEARNER, micro_batch_size=4, grad_accum=2, warmup_steps=0)  # 8 examples: one step
+    obj = ObjectiveConfig(name="grpo")
+    calls = []
+
+    def batch_for(learner):
+        exs = examples(learner.tokenizer)
+        behaviour = learner.logprobs(exs, 1.0)
+        return [dict(ex, logprobs=lp, advantage=1.0 if i % 2 else -1.0, group=i // 4, unit=i // 4)
+                for i, (ex, lp) in enumerate(zip(exs, behaviour))]
+
+    def trained(force_old_pass: bool, epochs: int = 1):
+        learner = Learner(model, cfg, obj)
+        batch = batch_for(learner)
+        real = learner.logprobs
+        monkeypatch.setattr(learner, "logprobs", lambda *a, **k: calls.append(1) or real(*a, **k))
+        if force_old_pass:
+            plain = learner._with_logprobs
+            monkeypatch.setattr(learner, "_with_logprobs", lambda exs, t, one_step=False: plain(exs, t, False))
+        calls.clear()
+        metrics = learner.train(batch, epochs=epochs)
+        return learner.rollout_weights(), metrics, len(calls)
+
+    skipped, m_skip, n_skip = trained(False)
+    forced, m_forced, n_forced = trained(True)
+    assert m_skip["steps"] == m_forced["steps"] == 1
+    assert (n_skip, n_forced) == (0, 1)
+    assert m_skip["loss"] == pytest.approx(m_forced["loss"], rel=1e-5, abs=1e-7)
+    assert all(torch.allclose(skipped[k], forced[k], atol=1e-6) for k in skipped)
+    assert any(not torch.equal(skipped[k], Learner(model, cfg, obj).rollout_weights()[k]) for k in skipped)  # it trained
+    _, m_two, n_two = trained(False, epochs=2)
+    assert m_two["steps"] == 2 and n_two == 1
