@@ -100,6 +100,19 @@ def build_sft(folder: Path) -> str:
     return str(folder / "sft" / "final")
 
 
+def weight_change(base: str, trained: str) -> dict[str, float]:
+    """How far training moved the weights: mean and max absolute change over every parameter (a final
+    model identical to the SFT one would explain an identical held-out pass@1)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    a = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(trained, dtype=torch.float32).state_dict()
+    diffs = [(b[k] - a[k]).abs() for k in a if k in b]
+    return {"mean_abs": float(sum(d.sum() for d in diffs) / sum(d.numel() for d in diffs)),
+            "max_abs": float(max(d.max() for d in diffs))}
+
+
 def tail_mean(values: list[float], steps: int) -> float:
     """Mean of the last quarter of the per-step values (at least one step)."""
     k = max(1, steps // 4)
@@ -361,6 +374,7 @@ def main() -> int:
                     models[key] = ckpt
             figures["heldout_pass_at_1"] = heldout_pass1(models, args.heldout)
             figures["heldout_problems"] = args.heldout
+            figures["weight_change"] = {name: weight_change(model, path) for name, path in models.items() if name != "sft"}
     finally:
         driver.shutdown()
         if not args.keep:
@@ -391,7 +405,8 @@ def main() -> int:
     print(f"same prompts at every step (async = sync: {figures['same_prompts_async_sync']}; TRL replays them): "
           f"reward async - TRL per step {d['mean']:+.3f} (se {d['se'] or 0:.3f}), last quarter {d['last_quarter']:+.3f}")
     if "heldout_pass_at_1" in figures:
-        print(f"held-out pass@1 ({args.heldout} problems): {figures['heldout_pass_at_1']}")
+        print(f"held-out pass@1 ({args.heldout} problems): {figures['heldout_pass_at_1']}; weights moved from the "
+              f"SFT model: {figures['weight_change']}")
     figures["speedup_over_trl"] = a["samples_per_s"] / c["samples_per_s"]
     figures["speedup_over_sync"] = a["samples_per_s"] / b["samples_per_s"]
     figures["reward_ours"], figures["reward_sync"], figures["reward_trl"] = a["reward_final"], b["reward_final"], c["reward_final"]
