@@ -142,7 +142,9 @@ def bwrap_argv(uid: int | None, extra_binds: list[str], scratch_mb: int, path: s
     site = [d for d in keep if d.rstrip("/").endswith("-packages")]
     boot = (f"import sys; sys.path += {site!r}; sys.path.insert(0, {os.path.dirname(WORKER_PATH)!r}); "
             "import sandbox_worker; sys.exit(sandbox_worker.main())")
-    return args + ["--", sys.executable, "-I", "-S", "-B", "-c", boot, json.dumps(cfg)]
+    # The interpreter by a normalised path: one reached through a folder the sandbox does not bind
+    # (`../.venv/bin/python` run from a subfolder) does not exist in there.
+    return args + ["--", os.path.abspath(sys.executable), "-I", "-S", "-B", "-c", boot, json.dumps(cfg)]
 
 
 # bwrap's --die-with-parent follows the *thread* that forked it: a sandbox started from a short-lived

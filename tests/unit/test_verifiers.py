@@ -311,3 +311,15 @@ def test_binds_below_tmp_stay_visible_over_the_scratch_tmpfs(tmp_path):
     tmpfs = max(i for i, a in enumerate(argv) if a == "--tmpfs" and argv[i + 1] == "/tmp")
     bind = next(i for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] == str(tmp_path))
     assert tmpfs < bind
+
+
+def test_an_interpreter_started_through_an_unbound_folder_still_runs_checks(tmp_path, monkeypatch):
+    # `../.venv/bin/python bench.py` from a subfolder: sys.executable names a folder the sandbox does not
+    # bind (here a temporary one, which is a tmpfs in there); the worker failed to start ("execvp").
+    unbound = tmp_path / "elsewhere"
+    unbound.mkdir()
+    detour = str(unbound) + "/.." * len(unbound.parts[1:]) + os.path.abspath(sys.executable)
+    assert os.path.samefile(detour, sys.executable)
+    monkeypatch.setattr(sys, "executable", detour)
+    with Verifier(replace(CFG, workers=1)) as v:
+        assert one(v, code="def add(a, b):\n    return a + b\n", tests=ADD_TESTS)["verdict"] == "SUCCESS"
