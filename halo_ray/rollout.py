@@ -141,6 +141,8 @@ class RolloutEngine:
         except (OSError, ValueError) as exc:
             raise ModelError(f"{model.path}: vLLM could not load the model: {exc}") from exc
         self.load_s = time.perf_counter() - started
+        # the Rust tokenizer, for completion_text; None (a slow tokenizer): vLLM detokenises every request
+        self.tokenizer = getattr(self.llm.get_tokenizer(), "_tokenizer", None)
         self.tokens_generated = 0
         self.busy = BusyClock()
 
@@ -153,7 +155,33 @@ class RolloutEngine:
                     max_tokens=r.max_new_tokens, stop=list(r.stop) or None, seed=r.seed)
         opts.update({k: v for k, v in overrides.items() if v is not None})
         seed = opts.pop("seed")
-        return SamplingParams(seed=prompt_seed(seed, prompt_id), logprobs=0, **opts)
+        # vLLM detokenises every request at every step (and the sampled token of every log-prob entry),
+        # which only its stop-string matching needs: without stop strings the text is decoded once, at
+        # the end (``completion_text``): 15% less engine CPU per call on the tiny model (198 -> 167 ms).
+        return SamplingParams(seed=prompt_seed(seed, prompt_id), logprobs=0,
+                              detokenize=bool(opts.get("stop")) or self.tokenizer is None, **opts)
+
+    def completion_text(self, params, output, completion) -> str:
+        """The completion's text: vLLM's where it detokenised, else the same text decoded at the end.
+
+        As vLLM's fast incremental detokeniser: a ``tokenizers`` decode stream primed with the prompt's
+        tokens, special tokens skipped, bytes of an unfinished UTF-8 character at the end left out (a
+        plain ``decode`` would give U+FFFD there), and a stream that meets an invalid prefix restarted.
+        """
+        if params.detokenize:
+            return completion.text
+        from tokenizers.decoders import DecodeStream
+
+        stream = DecodeStream(ids=list(output.prompt_token_ids or []), skip_special_tokens=True)
+        pieces = []
+        for token in completion.token_ids:
+            try:
+                piece = stream.step(self.tokenizer, token)
+            except Exception:  # tokenizers' "Invalid prefix": start a stream without the context
+                stream = DecodeStream(skip_special_tokens=True)
+                piece = stream.step(self.tokenizer, token)
+            pieces.append(piece or "")
+        return "".join(pieces)
 
     def generate(self, prompts: list[dict], **overrides) -> pa.Table:
         """Sample completions for ``prompts`` (dicts with ``prompt_id`` and ``prompt``).
@@ -170,7 +198,7 @@ class RolloutEngine:
 
     def _generate(self, prompts: list[dict], overrides: dict) -> pa.Table:
         started = time.perf_counter()
-        by_request: dict[str, tuple[dict, int]] = {}
+        by_request: dict[str, tuple[dict, int, Any]] = {}
         with self._lock.step():
             for p in prompts:
                 # ``seed_key`` lets the stream give a prompt visited again (a later epoch) new samples.
@@ -178,7 +206,7 @@ class RolloutEngine:
                 (rid,) = self.llm.enqueue([p["prompt"]], params, lora_request=self._lora_request, use_tqdm=False)
                 # enqueue returns "<external id>-<suffix>"; outputs carry the external id.
                 rid = rid.split("-", 1)[0]
-                by_request[rid] = (p, self.version)
+                by_request[rid] = (p, self.version, params)
                 if self._lora_request is not None:
                     version = self._lora_request.lora_int_id
                     self._request_version[rid] = version
@@ -195,14 +223,14 @@ class RolloutEngine:
         elapsed = time.perf_counter() - started
         rows = []
         for out, last_version in sorted(finished, key=lambda f: int(f[0].request_id)):
-            prompt, version = by_request[out.request_id]
+            prompt, version, params = by_request[out.request_id]
             for completion in out.outputs:
                 ids = list(completion.token_ids)
                 lps = [float(step[tok].logprob) for step, tok in zip(completion.logprobs or [], ids)]
                 self.tokens_generated += len(ids)
                 rows.append(dict(
                     prompt_id=str(prompt["prompt_id"]), sample_index=completion.index, prompt=prompt["prompt"],
-                    completion=completion.text, prompt_token_ids=list(out.prompt_token_ids or []),
+                    completion=self.completion_text(params, out, completion), prompt_token_ids=list(out.prompt_token_ids or []),
                     token_ids=ids, logprobs=lps, policy_version=version, policy_version_last=last_version,
                     finish_reason="length" if completion.finish_reason == "length" else "stop",
                     engine=self.index, generate_s=elapsed,

@@ -42,6 +42,16 @@ def test_n_samples_per_prompt_with_logprobs_from_one_engine(group):
     assert [r["completion"] for r in again] == [r["completion"] for r in rows], "seeded per prompt"
 
 
+def test_text_decoded_once_at_the_end_equals_vllms_own_detokeniser(group):
+    # Without stop strings the engine turns vLLM's per-step detokeniser off and decodes each completion
+    # once; a stop string that never occurs turns it back on. Same seeds: same tokens, and the same text.
+    own = group.generate(PROMPTS, n=3, temperature=1.0, seed=11).to_pylist()
+    vllm = group.generate(PROMPTS, n=3, temperature=1.0, seed=11, stop=["\x00never"]).to_pylist()
+    assert [r["token_ids"] for r in own] == [r["token_ids"] for r in vllm]
+    assert [r["completion"] for r in own] == [r["completion"] for r in vllm]
+    assert sum(len(r["completion"]) for r in own) > 0
+
+
 def test_weight_update_changes_greedy_output_and_version(ray_session, tiny_model):
     import torch
     from transformers import AutoModelForCausalLM
