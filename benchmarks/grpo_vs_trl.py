@@ -43,7 +43,10 @@ fill included): ours from the stream's start (the timeline's origin) to the last
 from ``on_train_begin`` to the last ``on_step_end``. The Ray session stays up (idle) while TRL runs.
 Also the sum of per-step windows on both sides (ours: ``rollout/samples / stream/samples_per_s`` of
 metrics.jsonl, which leaves out the driver's work between steps; TRL: ``on_step_begin``..``on_step_end``).
-The final mean reward is the mean pass/fail reward of the samples of the last quarter of the steps.
+CPU cost per sample on each side: the CPU seconds (user + system) of the benchmark's whole process tree
+(its local Ray session, every actor, every sandbox) from the end of the first step to the end of the
+last, over the samples of those steps. Cores divided by it is the most samples per second this box can
+give at that cost, however well the work overlaps. The final mean reward is the mean pass/fail reward of the samples of the last quarter of the steps.
 Where the time goes: ours from metrics.jsonl (``stream/wait_s``, ``time/train_s``, ``time/sync_s``) and
 the busy time of each lane of timeline.json; TRL's split into generate (``_generate_single_turn``),
 reward (our reward function) and the rest of the step (log-probs, loss, backward, optimizer), timed
@@ -71,7 +74,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from machine import describe  # benchmarks/machine.py (scripts run from their folder)
+from machine import describe, tree_cpu_seconds  # benchmarks/machine.py (scripts run from their folder)
 
 PROMPTS_PER_STEP = 4
 GENERATIONS = 8
@@ -111,6 +114,28 @@ def weight_change(base: str, trained: str) -> dict[str, float]:
     diffs = [(b[k] - a[k]).abs() for k in a if k in b]
     return {"mean_abs": float(sum(d.sum() for d in diffs) / sum(d.numel() for d in diffs)),
             "max_abs": float(max(d.max() for d in diffs))}
+
+
+class CpuWindow:
+    """CPU seconds of this process tree (the benchmark, its local Ray session and every actor and sandbox
+    under it) and wall seconds from the end of the first step to the end of the last: the steady state,
+    start-up and pipeline fill left out, measured the same way on both sides."""
+
+    def __init__(self):
+        self.marks: list[tuple[float, float]] = []
+
+    def step_end(self) -> None:
+        self.marks.append((time.perf_counter(), tree_cpu_seconds()))
+
+    def figures(self, samples_per_step: int) -> dict:
+        if len(self.marks) < 2:
+            return {}
+        (w0, c0), (w1, c1) = self.marks[0], self.marks[-1]
+        samples = samples_per_step * (len(self.marks) - 1)
+        cores = len(os.sched_getaffinity(0))
+        per_sample = (c1 - c0) / samples
+        return {"steps": len(self.marks) - 1, "cpu_s": c1 - c0, "wall_s": w1 - w0, "cores_busy": (c1 - c0) / (w1 - w0),
+                "cpu_ms_per_sample": 1000 * per_sample, "bound_samples_per_s": cores / per_sample}
 
 
 def tail_mean(values: list[float], steps: int) -> float:
@@ -170,8 +195,15 @@ def run_ours(model: str, run_dir: Path, name: str, steps: int, staleness: int) -
     from halo_ray.driver.grpo import grpo
 
     cfg = ours_config(model, run_dir, name, steps, staleness)
+    window = CpuWindow()
+
+    def progress(line: str) -> None:
+        print(f"  [{name}] {line}", flush=True)
+        if line.startswith("step "):
+            window.step_end()
+
     started = time.perf_counter()
-    summary = grpo(cfg, progress=lambda line: print(f"  [{name}] {line}", flush=True))
+    summary = grpo(cfg, progress=progress)
     total_s = time.perf_counter() - started
     path = Path(summary["run_dir"])
     rows = [json.loads(line) for line in open(path / "metrics.jsonl")]
@@ -200,6 +232,7 @@ def run_ours(model: str, run_dir: Path, name: str, steps: int, staleness: int) -
         "prompt_order": order, "reward_all_steps": statistics.fmean(rewards),
         "accounting": summary["accounting"], "staleness": summary.get("staleness"),
         "run_dir": str(path), "total_s_with_startup": total_s, "final_checkpoint": summary.get("final_checkpoint"),
+        "cpu": window.figures(PROMPTS_PER_STEP * GENERATIONS),
     }
     return out
 
@@ -251,6 +284,7 @@ def run_trl(model: str, out_dir: Path, steps: int, problems: dict, order: list[l
         def on_step_end(self, args, state, control, **kw):
             self.end = time.perf_counter()
             self.windows.append(self.end - self.step_start)
+            cpu.step_end()
 
     tok = AutoTokenizer.from_pretrained(model)
     policy = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
@@ -272,7 +306,7 @@ def run_trl(model: str, out_dir: Path, steps: int, problems: dict, order: list[l
         shuffle_dataset=False, max_steps=steps, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    clock = Clock()
+    clock, cpu = Clock(), CpuWindow()
     trainer = Timed(model=policy, reward_funcs=[pass_fail], args=args, train_dataset=data, processing_class=tok,
                     callbacks=[clock])
     try:
@@ -295,7 +329,7 @@ def run_trl(model: str, out_dir: Path, steps: int, problems: dict, order: list[l
         "time": {"generate_s": times["generate_s"], "reward_s": times["reward_s"],
                  "rest_of_step_s": step_s - times["generate_s"] - times["reward_s"],
                  "torch_threads": torch.get_num_threads()},
-        "final_model": str(final),
+        "final_model": str(final), "cpu": cpu.figures(PROMPTS_PER_STEP * GENERATIONS),
     }
 
 
@@ -401,6 +435,12 @@ def main() -> int:
     t = c["time"]
     print(f"(c) time: generate {t['generate_s']:.1f}s, reward (verifier) {t['reward_s']:.1f}s, "
           f"rest of step (log-probs, loss, backward, optimizer) {t['rest_of_step_s']:.1f}s")
+    for name, r in (("(a)", a), ("(b)", b), ("(c)", c)):
+        u = r["cpu"]
+        if u:
+            print(f"{name} CPU, steps 2..{u['steps'] + 1}: {u['cpu_ms_per_sample']:.1f} ms per sample, "
+                  f"{u['cores_busy']:.2f} of {len(os.sched_getaffinity(0))} cores busy; at that cost this box "
+                  f"cannot exceed {u['bound_samples_per_s']:.0f} samples/s")
     d = figures["reward_diff_ours_minus_trl"]
     print(f"same prompts at every step (async = sync: {figures['same_prompts_async_sync']}; TRL replays them): "
           f"reward async - TRL per step {d['mean']:+.3f} (se {d['se'] or 0:.3f}), last quarter {d['last_quarter']:+.3f}")
