@@ -1,10 +1,10 @@
 """``LearnerRank``: a Ray actor hosting one ``halo_ray.learner.Learner`` (a DeepSpeed rank);
 ``LearnerGroup``: the driver-side handle on N of them.
 
-The ranks sit in one placement group, a bundle of ``num_cpus_per_rank`` CPUs and
-``num_gpus_per_rank`` GPUs each, packed onto one node when one node can hold them all (STRICT_PACK),
-else spread as little as possible (PACK). Rank 0 reports its address and a free port; every rank
-then sets ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` and joins
+The ranks sit in one placement group, the learner bundles of the run's ``PlacementPlan`` (a bundle of
+``num_cpus_per_rank`` CPUs and ``num_gpus_per_rank`` GPUs each), packed onto one node when one node can
+hold them all (STRICT_PACK), else spread as little as possible (PACK). Rank 0 reports its address and a
+free port; every rank then sets ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` and joins
 the process group (gloo on CPU, NCCL on GPU). Every call fans out to all ranks, which must take
 part in each collective; every rank gets the same examples and takes its own share of them.
 """
@@ -20,7 +20,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from halo_ray.learner import Learner, free_port, learner_env
 from halo_ray.learner_plan import merge_metrics
-from halo_ray.placement import actor_name
+from halo_ray.placement import PlacementPlan, actor_name, pack_strategy, plan_placement
 from halo_ray.sections import LearnerConfig, ModelConfig, ObjectiveConfig
 
 
@@ -54,6 +54,19 @@ class LearnerRank:
         one copy enters the object store (``every_rank``: each returns its own, for checks)."""
         weights = self.learner.rollout_weights()
         return weights if self.rank == 0 or every_rank else None
+
+    def weights_metadata(self) -> list:
+        return self.learner.weights_metadata()
+
+    def open_weight_transfer(self, backend: str, master_address: str, master_port: int, num_engine_ranks: int,
+                             bucket_bytes: int) -> None:
+        self.learner.open_weight_transfer(backend, master_address, master_port, num_engine_ranks, bucket_bytes)
+
+    def send_weights(self, meta: list) -> None:
+        self.learner.send_weights(meta)
+
+    def close_weight_transfer(self) -> None:
+        self.learner.close_weight_transfer()
 
     def save_checkpoint(self, directory: str, extra: dict | None) -> str:
         return str(self.learner.save_checkpoint(directory, extra))
@@ -94,14 +107,6 @@ def gather(refs: list) -> list:
     return ray.get(list(refs))
 
 
-def _one_node_fits(bundle: dict[str, float], count: int) -> bool:
-    """Whether some alive node has the resources of ``count`` bundles in total."""
-    for node in ray.nodes():
-        if node.get("Alive") and all(node["Resources"].get(k, 0) >= v * count for k, v in bundle.items()):
-            return True
-    return False
-
-
 class LearnerGroup:
     """``learner.num_ranks`` DeepSpeed ranks as Ray actors, driven as one learner.
 
@@ -112,24 +117,25 @@ class LearnerGroup:
         total_steps: optimizer steps a cosine schedule decays over (``Learner``).
         run: names the ranks ``<run>/learner-<i>`` (``ray list actors``, the dashboard); empty leaves
             them unnamed.
+        plan: the run's ``PlacementPlan`` (the driver's, from the whole config): the ranks take its
+            learner bundles; None plans the ranks alone against ``ray.cluster_resources()``.
     """
 
     def __init__(self, model: ModelConfig, learner: LearnerConfig, objective: ObjectiveConfig,
-                 total_steps: int | None = None, run: str = ""):
+                 total_steps: int | None = None, run: str = "", plan: PlacementPlan | None = None):
         self.config = learner
         self._busy_s = 0.0
         n = learner.num_ranks
-        bundle = {"CPU": learner.num_cpus_per_rank}
-        if learner.num_gpus_per_rank > 0:
-            bundle["GPU"] = learner.num_gpus_per_rank
-        strategy = "STRICT_PACK" if _one_node_fits(bundle, n) else "PACK"
-        self.placement_group = placement_group([dict(bundle) for _ in range(n)], strategy=strategy)
+        if plan is None:
+            plan = plan_placement(None, learner, ray.cluster_resources())
+        bundles = [dict(b) for b in plan.learner]
+        self.placement_group = placement_group(bundles, strategy=pack_strategy(bundles, ray.nodes()))
         ray.get(self.placement_group.ready())
         self.ranks = [
             LearnerRank.options(
                 name=actor_name(run, "learner", i),
-                num_cpus=learner.num_cpus_per_rank,
-                num_gpus=learner.num_gpus_per_rank,
+                num_cpus=bundles[i]["CPU"],
+                num_gpus=plan.learner_gpus,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=i),
                 runtime_env={"env_vars": learner_env(learner)},
             ).remote(i, n)
@@ -168,6 +174,33 @@ class LearnerGroup:
             ray.wait(refs, num_returns=len(refs))
             return refs[0]
         return self.ranks[0].rollout_weights.remote()
+
+    # A collective weight transfer (``RolloutGroup.sync_weights``): rank 0 is the sender; with ZeRO-3 every
+    # rank takes part in gathering the parameters. The calls return refs: the engines receive meanwhile.
+
+    def weights_metadata(self) -> list:
+        """``TensorMeta`` of the full weights, in the order they are sent (``Learner.weights_metadata``)."""
+        return gather(self._weights_ranks("weights_metadata"))[0]
+
+    def open_weight_transfer(self, backend: str, num_engine_ranks: int, bucket_bytes: int) -> tuple[dict, ray.ObjectRef]:
+        """Open the group on rank 0 (a free port of its node); returns the engines' ``init_info`` (without
+        their ``rank_offset``) and the ref of rank 0's call, which completes once every engine has joined."""
+        from halo_ray.weight_transfer import init_info
+
+        addr, port = ray.get(self.ranks[0].address.remote())
+        ref = self.ranks[0].open_weight_transfer.remote(backend, addr, port, num_engine_ranks, bucket_bytes)
+        return init_info(backend, addr, port, num_engine_ranks, bucket_bytes), ref
+
+    def send_weights(self, meta: list) -> list[ray.ObjectRef]:
+        """Start broadcasting the weights to the open group; refs of the ranks' calls."""
+        return self._weights_ranks("send_weights", meta)
+
+    def close_weight_transfer(self) -> None:
+        ray.get(self.ranks[0].close_weight_transfer.remote())
+
+    def _weights_ranks(self, method: str, *args) -> list[ray.ObjectRef]:
+        ranks = self.ranks if self.config.zero_stage == 3 else self.ranks[:1]
+        return [getattr(r, method).remote(*args) for r in ranks]
 
     def save_checkpoint(self, directory: str, extra: dict | None = None) -> str:
         """Write a checkpoint (HF format + optimizer, scheduler, RNG, ``extra``) atomically; returns its path."""

@@ -1,8 +1,9 @@
 """``RolloutActor``: a Ray actor hosting one ``halo_ray.rollout.RolloutEngine`` (vLLM).
 
-The actor adds placement (CPU, or ``num_gpus`` per engine) and lifecycle. It is threaded
-(``max_concurrency`` 4) so that several ``generate`` calls can batch in one engine; the control calls
-(``update_weights``, ``version``, ``resume``, ``stats``) have their own thread (the ``control``
+The actor adds placement (a bundle of the run's ``PlacementPlan``: CPUs, and ``num_gpus`` x
+``tensor_parallel_size`` GPUs per engine) and lifecycle. It is threaded (``max_concurrency`` 4) so that
+several ``generate`` calls can batch in one engine; the control calls (``update_weights``,
+``receive_weights``, ``version``, ``resume``, ``stats``...) have their own thread (the ``control``
 concurrency group), so a weight update or a heal never queues behind generate calls in flight: it
 runs between two engine steps of theirs (``StepLock``).
 ``generate`` returns an Arrow table, which Ray stores and hands back as an object ref.
@@ -11,8 +12,10 @@ runs between two engine steps of theirs (``StepLock``).
 from __future__ import annotations
 
 import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from halo_ray.placement import actor_name
+from halo_ray.placement import PlacementPlan, actor_name, pack_strategy, plan_placement
 from halo_ray.rollout import EngineRestartedError, RolloutEngine, engine_env
 from halo_ray.sections import ModelConfig, RolloutConfig
 
@@ -38,6 +41,22 @@ class RolloutActor:
         version = self.engine.update_weights(weights, version)
         self.waiting = False
         return version
+
+    @ray.method(concurrency_group="control")
+    def init_weight_transfer(self, init_info: dict, rank_offset: int) -> None:
+        """Join the weight-transfer group as ranks ``rank_offset``.. (see ``RolloutEngine.init_weight_transfer``)."""
+        self.engine.init_weight_transfer(dict(init_info, rank_offset=rank_offset))
+
+    @ray.method(concurrency_group="control")
+    def receive_weights(self, update_info: dict, version: int) -> int:
+        """Receive full weights over the group while learner rank 0 sends them; returns the new version."""
+        if self.waiting:  # a restarted engine is not in the group: the driver heals it by object ref
+            raise EngineRestartedError("this rollout engine was restarted by Ray: it is not in the weight-transfer group")
+        return self.engine.receive_weights(update_info, version)
+
+    @ray.method(concurrency_group="control")
+    def close_weight_transfer(self) -> None:
+        self.engine.close_weight_transfer()
 
     @ray.method(concurrency_group="control")
     def resume(self) -> None:
@@ -68,27 +87,41 @@ class RolloutActor:
 ROLLOUT_MAX_RESTARTS = 3
 
 
-def start_rollout_actors(model: ModelConfig, rollout: RolloutConfig, run: str = "") -> list:
-    """Start ``rollout.num_engines`` actors, each with its resources and engine environment; waits until loaded.
+def start_rollout_actors(model: ModelConfig, rollout: RolloutConfig, run: str = "",
+                         plan: PlacementPlan | None = None) -> tuple[list, object]:
+    """Start ``rollout.num_engines`` actors in the rollout bundles of ``plan`` (one placement group), each
+    with its engine environment; waits until loaded.
 
-    ``run`` names them ``<run>/rollout-<i>`` (``ray list actors``, the dashboard); empty leaves them unnamed.
+    Args:
+        model, rollout: the engines' sections.
+        run: names them ``<run>/rollout-<i>`` (``ray list actors``, the dashboard); empty leaves them unnamed.
+        plan: the run's ``PlacementPlan`` (the driver's, from the whole config); None plans the engines
+            alone against ``ray.cluster_resources()``.
+    Returns:
+        The actors and their placement group (remove it after killing them).
     """
+    if plan is None:
+        plan = plan_placement(rollout, None, ray.cluster_resources(), tensor_parallel_size=rollout.tensor_parallel_size)
+    group = placement_group([dict(b) for b in plan.rollout], strategy=pack_strategy(plan.rollout, ray.nodes()))
+    ray.get(group.ready())
     actors = [
         RolloutActor.options(
             name=actor_name(run, "rollout", i),
-            num_cpus=rollout.num_cpus,
-            num_gpus=rollout.num_gpus,
+            num_cpus=bundle["CPU"],
+            num_gpus=plan.rollout_gpus,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i),
             max_concurrency=4,
             max_restarts=ROLLOUT_MAX_RESTARTS,
             max_task_retries=0,
             runtime_env={"env_vars": engine_env(rollout)},
         ).remote(model, rollout, i)
-        for i in range(rollout.num_engines)
+        for i, bundle in enumerate(plan.rollout)
     ]
     try:
         ray.get([a.ready.remote() for a in actors])
     except BaseException:  # an engine failed to load: stop the others before reporting it
         for a in actors:
             ray.kill(a)
+        remove_placement_group(group)
         raise
-    return actors
+    return actors, group

@@ -4,8 +4,10 @@ The driver API (Ray is imported only when one of these is first used, so ``impor
 stays light for the verifier and data tools):
 
 - ``halo_ray.init(cluster=None)``: start a local Ray session or join ``RAY_ADDRESS``.
-- ``halo_ray.RolloutGroup(model, rollout)``: rollout actors (vLLM engines) with ``submit``,
-  ``generate``, ``update_weights`` and ``heal`` (engines Ray restarted get the latest weights).
+- ``halo_ray.RolloutGroup(model, rollout, plan=None)``: rollout actors (vLLM engines) with ``submit``,
+  ``generate``, ``sync_weights`` (from a learner, by object ref or over a collective:
+  ``rollout.weight_transfer``), ``update_weights`` (by ref) and ``heal`` (engines Ray restarted get the
+  latest weights); ``halo_ray.driver.placement`` plans the bundles of engines and learner ranks.
 - ``halo_ray.generate(config, prompts)``: sample completions into an Arrow ``RolloutBatch``.
 - ``halo_ray.benchmark(config)``: pass@k of a model on a problems file.
 - ``halo_ray.sft(config)``, ``halo_ray.raft(config, resume=False)``, ``halo_ray.grpo(config, resume=False)``:

@@ -147,6 +147,7 @@ class Learner:
         self.shuffle_rng = random.Random(learner.seed)
         self.global_step = 0
         self._reference = None  # frozen initial weights, loaded when a full fine-tune's objective asks
+        self._sender = None  # rank 0's end of a collective weight transfer (open_weight_transfer)
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -385,6 +386,39 @@ class Learner:
             if self.model_config.lora.enabled:
                 return LoraAdapter.from_peft(module, self.model_config.path)
             return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+    def weights_metadata(self) -> list:
+        """Names, dtypes and shapes (``TensorMeta``) of the full weights, in the order ``send_weights``
+        sends them. With ZeRO-3 every rank must call this (parameters are gathered)."""
+        from halo_ray.weight_transfer import tensor_metadata
+
+        with self._gathered():
+            return tensor_metadata(self.engine.module.state_dict().items())
+
+    def open_weight_transfer(self, backend: str, master_address: str, master_port: int, num_engine_ranks: int,
+                             bucket_bytes: int) -> None:
+        """Open a collective weight transfer as its sender, rank 0 of the group (this rank hosts the
+        rendezvous at ``master_address:master_port``); blocks until every engine rank has joined.
+        A group opened before is closed first."""
+        from halo_ray.weight_transfer import WeightSender
+
+        self.close_weight_transfer()
+        self._sender = WeightSender(backend, master_address, master_port, num_engine_ranks, bucket_bytes)
+
+    def send_weights(self, meta: list) -> None:
+        """Broadcast the full weights (HF names, as ``rollout_weights``) to the engines of the open group,
+        bucketed; ``meta`` is ``weights_metadata()``, which the engines were given. With ZeRO-3 every
+        rank calls this (parameters are gathered); only the rank with the open group sends."""
+        if self.rank == 0 and self._sender is None:
+            raise RuntimeError("send_weights: no weight-transfer group is open on rank 0 (open_weight_transfer)")
+        with self._gathered():
+            if self._sender is not None:
+                self._sender.send(iter(self.engine.module.state_dict().items()), meta)
+
+    def close_weight_transfer(self) -> None:
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
 
     # -- checkpoints ---------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Where a run's actors go: actor names, and the placement plan (Ray resource bundles) from the config.
+"""Where a run's actors go and how weights travel between them: actor names, the placement plan (Ray
+resource bundles) from the config, and the weight-sync transport (``rollout.weight_transfer``).
 
 Pure functions of the config and the cluster's resources (a dict like ``ray.cluster_resources()``),
 so that a plan for one or two GPUs can be computed and tested on a machine without any.
@@ -11,14 +12,22 @@ so that a plan for one or two GPUs can be computed and tested on a machine witho
   each actor asks for half of its GPUs, and the engine sleeps while the learner steps.
 
 A plan that cannot fit raises ``ConfigError`` with the numbers and the keys to change.
+
+Weights travel from learner rank 0 to the engines by Ray object ref (``object_store``: the default on
+CPUs, and always for LoRA adapters) or over a collective (``nccl`` on GPUs, ``gloo`` on CPUs) through
+vLLM's weight-transfer API (``halo_ray.weight_transfer``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from types import SimpleNamespace
+from typing import Mapping, Sequence
 
 from halo_ray.errors import ConfigError
+
+WEIGHT_TRANSFERS = ("auto", "object_store", "nccl", "gloo")
+COLLECTIVES = ("nccl", "gloo")
 
 
 def actor_name(run: str, role: str, index: int) -> str | None:
@@ -54,6 +63,11 @@ class PlacementPlan:
         return sum(b.get(resource, 0.0) for b in self.rollout + self.learner)
 
 
+# A role a plan leaves out (``generate`` starts engines only, SFT a learner only): no bundles.
+NO_ROLLOUT = SimpleNamespace(num_engines=0, num_gpus=0.0, num_cpus=0.0)
+NO_LEARNER = SimpleNamespace(num_ranks=0, num_gpus_per_rank=0.0, num_cpus_per_rank=0.0)
+
+
 def _bundle(cpus: float, gpus: float) -> dict[str, float]:
     return {"CPU": float(cpus), "GPU": float(gpus)} if gpus > 0 else {"CPU": float(cpus)}
 
@@ -63,8 +77,10 @@ def plan_placement(rollout, learner, resources: Mapping[str, float], colocate: b
     """The bundles for the rollout engines and learner ranks, checked against the cluster's totals.
 
     Args:
-        rollout: the ``RolloutConfig`` (``num_engines``, ``num_gpus`` and ``num_cpus`` per engine).
-        learner: the ``LearnerConfig`` (``num_ranks``, ``num_gpus_per_rank``, ``num_cpus_per_rank``).
+        rollout: the ``RolloutConfig`` (``num_engines``, ``num_gpus`` and ``num_cpus`` per engine); None
+            plans no engines.
+        learner: the ``LearnerConfig`` (``num_ranks``, ``num_gpus_per_rank``, ``num_cpus_per_rank``); None
+            plans no learner ranks.
         resources: the cluster's resources, e.g. ``ray.cluster_resources()`` (``CPU``, ``GPU``...).
         colocate: share each GPU between an engine and a learner rank (``cluster.colocate``).
         tensor_parallel_size: GPUs an engine's model is split over; each gets ``rollout.num_gpus``.
@@ -76,6 +92,8 @@ def plan_placement(rollout, learner, resources: Mapping[str, float], colocate: b
     """
     if tensor_parallel_size < 1:
         raise ConfigError(f"tensor_parallel_size must be at least 1, got {tensor_parallel_size}")
+    rollout = NO_ROLLOUT if rollout is None else rollout
+    learner = NO_LEARNER if learner is None else learner
     have_gpus, have_cpus = float(resources.get("GPU", 0.0)), float(resources.get("CPU", 0.0))
     engine_gpus = rollout.num_gpus * tensor_parallel_size
     if colocate:
@@ -113,3 +131,59 @@ def plan_placement(rollout, learner, resources: Mapping[str, float], colocate: b
                           f"{rollout.num_cpus:g}, learner {learner.num_ranks} x {learner.num_cpus_per_rank:g}) but the "
                           f"cluster has {have_cpus:g}: lower rollout.num_cpus or learner.num_cpus_per_rank")
     return plan
+
+
+def pack_strategy(bundles: Sequence[Mapping[str, float]], nodes: Sequence[Mapping]) -> str:
+    """``STRICT_PACK`` (one node) when some alive node of ``nodes`` (``ray.nodes()``) has the resources of
+    all ``bundles`` together, else ``PACK`` (spread as little as possible)."""
+    need: dict[str, float] = {}
+    for b in bundles:
+        for k, v in b.items():
+            need[k] = need.get(k, 0.0) + v
+    for node in nodes:
+        if node.get("Alive") and all(node["Resources"].get(k, 0) >= v for k, v in need.items()):
+            return "STRICT_PACK"
+    return "PACK"
+
+
+def resolve_weight_transfer(choice: str, rollout_gpus: float, learner_gpus: float, lora: bool) -> str:
+    """The transport of a run's weight syncs: ``object_store``, ``nccl`` or ``gloo``.
+
+    Args:
+        choice: ``rollout.weight_transfer`` (one of ``WEIGHT_TRANSFERS``).
+        rollout_gpus: ``rollout.num_gpus`` (GPUs per engine).
+        learner_gpus: ``learner.num_gpus_per_rank``.
+        lora: ``model.lora.enabled``: adapters always travel by object ref.
+    Returns:
+        ``auto`` resolved (``nccl`` when engines and learner ranks are on GPUs and the full weights
+        travel, else ``object_store``); an explicit choice unchanged.
+    Raises:
+        ConfigError: an unknown choice, a collective with LoRA, or ``nccl`` without GPUs on both sides.
+    """
+    if choice not in WEIGHT_TRANSFERS:
+        raise ConfigError(f"rollout.weight_transfer: {choice!r} is not one of {', '.join(WEIGHT_TRANSFERS)}")
+    on_gpus = rollout_gpus > 0 and learner_gpus > 0
+    if choice == "auto":
+        return "nccl" if on_gpus and not lora else "object_store"
+    if choice in COLLECTIVES and lora:
+        raise ConfigError(f"rollout.weight_transfer={choice}: a LoRA run (model.lora.enabled) ships only the adapter, "
+                          "by object ref; set rollout.weight_transfer to auto or object_store")
+    if choice == "nccl" and not on_gpus:
+        raise ConfigError(f"rollout.weight_transfer=nccl needs engines and learner ranks on GPUs (rollout.num_gpus="
+                          f"{rollout_gpus:g}, learner.num_gpus_per_rank={learner_gpus:g}): on CPUs use gloo or "
+                          "object_store")
+    return choice
+
+
+def engine_backend(choice: str, rollout_gpus: float, lora: bool) -> str | None:
+    """The vLLM weight-transfer backend an engine is built with (``weight_transfer_config``), or None.
+
+    Decided from the rollout side alone (engines start before the learner, and ``generate`` has none):
+    ``auto`` on GPUs builds an ``nccl`` one, which stays unused (and costs nothing) if the learner ranks
+    turn out to be on CPUs.
+    """
+    if lora or choice == "object_store":
+        return None
+    if choice == "auto":
+        return "nccl" if rollout_gpus > 0 else None
+    return choice

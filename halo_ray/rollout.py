@@ -3,6 +3,8 @@
 Plain Python, no Ray: ``actors/rollout.py`` wraps it. Generation drives vLLM's engine one step at a
 time under a lock, so a weight update from another thread waits for the current step, swaps the
 weights (full state dict or LoRA adapter), and the requests in flight continue: paused, not lost.
+Full weights arrive either as a state dict (by Ray object ref) or over a collective through vLLM's
+weight-transfer API (``init_weight_transfer`` once, then ``receive_weights``; ``halo_ray.weight_transfer``).
 Each sample records the policy version under which its request was admitted.
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from halo_ray.errors import ModelError
+from halo_ray.placement import engine_backend
 from halo_ray.samples import ROLLOUT_SCHEMA
 from halo_ray.sections import ModelConfig, RolloutConfig
 from halo_ray.timing import BusyClock, StepLock
@@ -56,6 +59,13 @@ def engine_kwargs(model: ModelConfig, rollout: RolloutConfig) -> dict[str, Any]:
         kwargs["enable_chunked_prefill"] = False
     if model.lora.enabled:
         kwargs.update(enable_lora=True, max_lora_rank=model.lora.r, max_loras=2)
+    if rollout.tensor_parallel_size > 1:
+        # The actor holds all the GPUs of its bundle; its shards run as its own subprocesses (vLLM's "mp"
+        # executor), which see those GPUs. vLLM's Ray executor would ask the placement group for more.
+        kwargs.update(tensor_parallel_size=rollout.tensor_parallel_size, distributed_executor_backend="mp")
+    backend = engine_backend(rollout.weight_transfer, rollout.num_gpus, model.lora.enabled)
+    if backend is not None:
+        kwargs["weight_transfer_config"] = {"backend": backend}
     return kwargs
 
 
@@ -126,6 +136,7 @@ class RolloutEngine:
 
         self.model, self.rollout, self.index = model, rollout, index
         self.version = 0
+        self._in_group = False  # joined a weight-transfer group (init_weight_transfer)
         self._lock = StepLock()  # steps of every generate call, and weight updates ahead of them
         self._finished: dict[str, Any] = {}
         self._lora_request = None
@@ -135,6 +146,10 @@ class RolloutEngine:
         self._adapter_users: dict[int, int] = {}  # adapter version -> unfinished requests
         self._lora_dir = Path(tempfile.mkdtemp(prefix="halo-ray-lora-")) if model.lora.enabled else None
         kwargs = engine_kwargs(model, rollout)
+        if kwargs.get("weight_transfer_config", {}).get("backend") == "gloo":
+            from halo_ray.weight_transfer import register_gloo_engine
+
+            register_gloo_engine()  # the engine's worker runs in this process (no multiprocessing)
         started = time.perf_counter()
         try:
             self.llm = LLM(**kwargs)
@@ -246,8 +261,7 @@ class RolloutEngine:
         Returns:
             The new version.
         """
-        if version <= self.version:
-            raise ValueError(f"weights version {version} is not newer than the engine's {self.version}")
+        self._check_newer(version)
         with self._lock.update():
             if isinstance(weights, LoraAdapter):
                 from vllm.lora.request import LoRARequest
@@ -261,9 +275,51 @@ class RolloutEngine:
                     shutil.rmtree(old.lora_path, ignore_errors=True)
             else:
                 self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights.items())})
-            self.llm.reset_prefix_cache()
-            self.version = version
+            self._swapped(version)
         return version
+
+    def init_weight_transfer(self, init_info: dict) -> None:
+        """Join the weight-transfer group of a collective (``halo_ray.weight_transfer.init_info``); blocks
+        until the sender and every other engine have joined. A group joined before is left first."""
+        with self._lock.update():
+            if self._in_group:
+                self.llm.shutdown_weight_transfer_engine()
+            self.llm.init_weight_transfer_engine({"init_info": init_info})
+            self._in_group = True
+
+    def receive_weights(self, update_info: dict, version: int) -> int:
+        """Receive full weights from the group's sender, between engine steps; requests in flight continue.
+
+        Args:
+            update_info: the parameters' names, dtype names and shapes, in the order they are sent
+                (``halo_ray.weight_transfer.update_info``).
+            version: the policy version these weights are; must increase.
+        Returns:
+            The new version.
+        """
+        self._check_newer(version)
+        with self._lock.update():
+            self.llm.start_weight_update()
+            self.llm.update_weights({"update_info": update_info})
+            self.llm.finish_weight_update()
+            self._swapped(version)
+        return version
+
+    def close_weight_transfer(self) -> None:
+        """Leave the weight-transfer group (it is formed again, with every engine, before the next collective)."""
+        with self._lock.update():
+            if self._in_group:
+                self.llm.shutdown_weight_transfer_engine()
+                self._in_group = False
+
+    def _check_newer(self, version: int) -> None:
+        if version <= self.version:
+            raise ValueError(f"weights version {version} is not newer than the engine's {self.version}")
+
+    def _swapped(self, version: int) -> None:
+        """New weights are in: cached prefixes were computed with the old ones."""
+        self.llm.reset_prefix_cache()
+        self.version = version
 
     def _release_adapter(self, version: int | None) -> None:
         """A request admitted under adapter ``version`` finished: remove the folder once nothing needs it."""

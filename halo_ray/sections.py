@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from halo_ray.config import opt
+from halo_ray.errors import ConfigError
 from halo_ray.objectives.config import ObjectiveConfig
+from halo_ray.placement import WEIGHT_TRANSFERS, resolve_weight_transfer
 from halo_ray.reporters import REPORTERS, missing_libraries
 from halo_ray.verifiers.base import VERIFIERS
 from halo_ray.verifiers.config import VerifierConfig  # noqa: F401  (the verifier owns its section; re-exported)
@@ -51,9 +53,19 @@ class RolloutConfig:
     gpu_memory_utilization: float = opt(0.5, "fraction of GPU memory vLLM may take (GPU engines only)")
     max_num_seqs: int = opt(256, "sequences an engine decodes at once")
     enable_prefix_caching: bool = opt(True, "share KV cache across the n samples of a prompt")
+    tensor_parallel_size: int = opt(1, "GPUs an engine's model is split over (vLLM tensor parallel), each with num_gpus of a card; 1 on CPU")
+    weight_transfer: str = opt("auto", "how new weights reach the engines: object_store (a Ray object ref), nccl (a collective from learner rank 0 through vLLM's weight-transfer API; GPUs), gloo (the same over CPUs); auto is nccl when engines and learner ranks are on GPUs and the full weights travel, else object_store (LoRA adapters always)", choices=WEIGHT_TRANSFERS)
+    weight_bucket_mb: int = opt(256, "largest bucket of a collective weight transfer in MiB (parameters are packed into buckets of at most this)")
 
     def validate(self) -> list[str]:
         errs = []
+        if self.tensor_parallel_size < 1:
+            errs.append(f"tensor_parallel_size must be at least 1, got {self.tensor_parallel_size}")
+        elif self.tensor_parallel_size > 1 and self.num_gpus <= 0:
+            errs.append(f"tensor_parallel_size={self.tensor_parallel_size} needs GPUs: vLLM on CPU runs one worker per "
+                        "engine here; set it to 1, or rollout.num_gpus above 0")
+        if self.weight_bucket_mb < 1:
+            errs.append(f"weight_bucket_mb must be at least 1, got {self.weight_bucket_mb}")
         if self.num_engines < 1:
             errs.append(f"num_engines must be at least 1, got {self.num_engines}")
         if self.samples_per_prompt < 1:
@@ -227,6 +239,16 @@ class CheckpointConfig:
         return errs
 
 
+def weight_transfer_errors(model: ModelConfig, rollout: RolloutConfig, learner: LearnerConfig) -> list[str]:
+    """A job that ships weights from learner to engines: ``rollout.weight_transfer`` must suit both sides
+    (``halo_ray.placement.resolve_weight_transfer``)."""
+    try:
+        resolve_weight_transfer(rollout.weight_transfer, rollout.num_gpus, learner.num_gpus_per_rank, model.lora.enabled)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
 def stream_schedule_errors(learner: LearnerConfig, why: str) -> list[str]:
     """A stream job's optimizer steps are not known in advance (``why``): refuse a cosine decay, which needs
     its end. ``config check`` refuses it too, since every job config's ``validate`` calls this."""
@@ -254,7 +276,8 @@ class RaftJobConfig:
     logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
 
     def validate(self) -> list[str]:
-        return stream_schedule_errors(self.learner, "RAFT trains on what each step keeps")
+        return (stream_schedule_errors(self.learner, "RAFT trains on what each step keeps")
+                + weight_transfer_errors(self.model, self.rollout, self.learner))
 
 
 @dataclass(frozen=True)
@@ -274,7 +297,8 @@ class GRPOJobConfig:
     logging: LoggingConfig = opt(LoggingConfig(), "run directory and logs")
 
     def validate(self) -> list[str]:
-        return stream_schedule_errors(self.learner, "GRPO's depend on the groups each step keeps")
+        return (stream_schedule_errors(self.learner, "GRPO's depend on the groups each step keeps")
+                + weight_transfer_errors(self.model, self.rollout, self.learner))
 
 
 @dataclass(frozen=True)
@@ -457,7 +481,8 @@ class OnlineDPOJobConfig:
         if self.learner.micro_batch_size < 2:
             errs.append("learner.micro_batch_size: a DPO pair (chosen and rejected) needs 2 sequences per micro-batch, "
                         f"got {self.learner.micro_batch_size}")
-        return errs + stream_schedule_errors(self.learner, "online DPO's depend on the pairs each step forms")
+        return (errs + stream_schedule_errors(self.learner, "online DPO's depend on the pairs each step forms")
+                + weight_transfer_errors(self.model, self.rollout, self.learner))
 
 
 JOB_CONFIGS["online_dpo"] = OnlineDPOJobConfig
@@ -541,7 +566,8 @@ class SRLJobConfig:
         if self.rollout.samples_per_prompt < 2:
             errs.append("rollout.samples_per_prompt: GRPO needs at least 2 samples per prompt to form a group "
                         f"advantage, got {self.rollout.samples_per_prompt}")
-        return errs + stream_schedule_errors(self.learner, "SRL's depend on the groups each step keeps")
+        return (errs + stream_schedule_errors(self.learner, "SRL's depend on the groups each step keeps")
+                + weight_transfer_errors(self.model, self.rollout, self.learner))
 
 
 JOB_CONFIGS["srl"] = SRLJobConfig

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import ray
+from ray.util.placement_group import remove_placement_group
 
 from halo_ray.errors import ClusterError
+from halo_ray.placement import PlacementPlan, plan_placement, resolve_weight_transfer
 from halo_ray.samples import concat
-from halo_ray.sections import BenchmarkJobConfig, ClusterConfig, GenerateConfig, ModelConfig, RolloutConfig
+from halo_ray.sections import (BenchmarkJobConfig, ClusterConfig, GenerateConfig, LearnerConfig, ModelConfig,
+                               RolloutConfig)
 from halo_ray.verifiers.config import VerifierConfig
 
 log = logging.getLogger(__name__)
@@ -169,20 +172,41 @@ def resolve_model(model: ModelConfig) -> ModelConfig:
     return dataclasses.replace(model, path=str(path))
 
 
+def placement(rollout: RolloutConfig | None = None, learner: LearnerConfig | None = None,
+              cluster: ClusterConfig | None = None) -> PlacementPlan:
+    """The run's placement plan: bundles for its engines and learner ranks (None: that role has none), from
+    the config and ``ray.cluster_resources()`` (``halo_ray.placement.plan_placement``).
+
+    A job passes the plan to ``RolloutGroup`` and ``LearnerGroup``: each role gets a placement group of
+    its bundles (on the 2-GPU box, the engine's card and the learner's card).
+
+    Raises:
+        ConfigError: the plan needs more CPUs or GPUs than the cluster has (the keys to change).
+    """
+    cluster = cluster or ClusterConfig()
+    tp = rollout.tensor_parallel_size if rollout is not None else 1
+    return plan_placement(rollout, learner, ray.cluster_resources(), cluster.colocate, tp)
+
+
 class RolloutGroup:
     """The rollout actors of a run, and how prompts are spread over them.
 
     All samples of one prompt go to one engine (one request with ``n`` samples); prompts are
-    dealt out in contiguous chunks so that each engine gets an equal share.
+    dealt out in contiguous chunks so that each engine gets an equal share. The engines take the rollout
+    bundles of ``plan`` (``placement``; by default a plan of the engines alone).
     """
 
-    def __init__(self, model: ModelConfig, rollout: RolloutConfig, run: str = ""):
+    def __init__(self, model: ModelConfig, rollout: RolloutConfig, run: str = "", plan: PlacementPlan | None = None):
         from halo_ray.actors.rollout import start_rollout_actors
 
         self.model, self.rollout = resolve_model(model), rollout
-        self.actors = start_rollout_actors(self.model, rollout, run=run)  # named <run>/rollout-<i>
+        plan = plan if plan is not None else placement(rollout)
+        # Named <run>/rollout-<i>, one per rollout bundle of the plan, in one placement group.
+        self.actors, self.placement_group = start_rollout_actors(self.model, rollout, run=run, plan=plan)
         self.version = 0
-        self.weights: ray.ObjectRef | None = None  # the latest weights shipped, for engines Ray restarts
+        self.weights: ray.ObjectRef | None = None  # the latest weights shipped by ref, for engines Ray restarts
+        self.source = None  # the LearnerGroup of the latest collective sync: engines Ray restarts heal from it
+        self._group: tuple | None = None  # (learner, update_info, metadata) while the engines are in its group
         self.healed = 0
 
     def submit(self, prompts: list[dict], chunk_size: int = 0, index: int = 0, **overrides) -> list[ray.ObjectRef]:
@@ -215,6 +239,73 @@ class RolloutGroup:
                     raise
                 log.error("a rollout request failed (%s); the engines are healed: sending it again", type(exc).__name__)
 
+    def sync_weights(self, learner, version: int) -> None:
+        """Bring every engine to ``learner``'s current weights, as policy ``version``, by the run's transport
+        (``rollout.weight_transfer``, resolved by ``halo_ray.placement.resolve_weight_transfer``).
+
+        ``object_store``: learner rank 0 puts the weights (or LoRA adapter) in the object store and every
+        engine loads them from the ref (``update_weights``). ``nccl`` / ``gloo``: learner rank 0 broadcasts
+        the full weights, bucketed, to every engine's worker through vLLM's weight-transfer API. The group
+        is formed at the first such sync and formed again, with every engine, after an engine was restarted
+        (a restarted engine is healed by object ref from the learner, ``heal``) or the learner replaced.
+        An update runs between engine steps; requests in flight continue.
+
+        Args:
+            learner: the run's ``LearnerGroup``; it must hold the weights of ``version`` until the next sync
+                (a restarted engine is healed from it).
+            version: the policy version of these weights; must increase.
+        """
+        from halo_ray.actors.learner import gather
+
+        backend = resolve_weight_transfer(self.rollout.weight_transfer, self.rollout.num_gpus,
+                                          learner.config.num_gpus_per_rank, self.model.lora.enabled)
+        if backend == "object_store":
+            self.update_weights(learner.rollout_weights_ref(), version)
+            return
+        if version <= self.version:  # refused here: an engine that refused would leave the sender waiting
+            raise ValueError(f"weights version {version} is not newer than the engines' {self.version}")
+        self.weights, self.source, self.version = None, learner, version
+        try:
+            update_info, meta = self._join(learner, backend)
+            receives = [actor.receive_weights.remote(update_info, version) for actor in self.actors]
+            gather(receives + learner.send_weights(meta))  # the first failure as soon as it is known
+        except ray.exceptions.RayError as exc:
+            log.warning("weights v%d over %s failed (%s): the group is left, the engines are healed by ref",
+                        version, backend, type(exc).__name__)
+            self._leave()
+            if not self.heal():  # no engine was behind: the failure is not an engine's death
+                raise
+
+    def _join(self, learner, backend: str) -> tuple[dict, list]:
+        """Form the transfer group of ``learner``'s rank 0 and every engine, unless it stands; returns the
+        update info the engines receive by and the metadata (names, dtypes, shapes) the learner sends by."""
+        from halo_ray.weight_transfer import update_info
+
+        if self._group is not None and self._group[0] is learner:
+            return self._group[1:]
+        self._leave()
+        tp = self.rollout.tensor_parallel_size
+        init_info, opened = learner.open_weight_transfer(backend, len(self.actors) * tp,
+                                                         self.rollout.weight_bucket_mb << 20)
+        ray.get([actor.init_weight_transfer.remote(init_info, 1 + i * tp) for i, actor in enumerate(self.actors)]
+                + [opened])
+        meta = learner.weights_metadata()
+        self._group = (learner, update_info(meta), meta)
+        log.info("rollout engines joined a %s weight-transfer group with learner rank 0 (%d tensors)", backend, len(meta))
+        return self._group[1:]
+
+    def _leave(self) -> None:
+        """Dissolve the transfer group (engines and learner rank 0 close their ends; dead ones have none)."""
+        if self._group is None:
+            return
+        learner, self._group = self._group[0], None
+        closing = [actor.close_weight_transfer.remote() for actor in self.actors]
+        try:
+            learner.close_weight_transfer()
+        except ray.exceptions.RayError:
+            pass  # a learner that died holds no group
+        ray.wait(closing, num_returns=len(closing), timeout=60)
+
     def update_weights(self, weights, version: int) -> None:
         """Ship weights (a state dict or ``LoraAdapter``, put once, sent by ref) to every engine.
 
@@ -223,7 +314,7 @@ class RolloutGroup:
         the weights travel is healed here.
         """
         ref = weights if isinstance(weights, ray.ObjectRef) else ray.put(weights)
-        self.weights, self.version = ref, version
+        self.weights, self.source, self.version = ref, None, version
         calls = [actor.update_weights.remote(ref, version) for actor in self.actors]
         try:
             ray.get(calls)
@@ -235,7 +326,9 @@ class RolloutGroup:
 
     def heal(self, timeout_s: float = HEAL_TIMEOUT_S) -> list[int]:
         """Bring every engine to the latest weights: wait for engines Ray is restarting, then ship the
-        kept weights to each whose version differs (a restarted engine holds the initial ones).
+        kept weights to each whose version differs (a restarted engine holds the initial ones). After
+        collective syncs nothing is kept: the weights come by ref from the learner of the latest sync, which
+        still holds them (the stream trains and syncs in one go), and the group is formed again next sync.
 
         Call it before issuing work after a rollout call failed. Returns the indices of the engines it
         brought to the latest weights (``healed`` counts them over the group's life).
@@ -249,10 +342,14 @@ class RolloutGroup:
         behind = engines_behind(versions, self.version)
         if not behind:
             return []
-        if self.weights is None:  # still at the initial weights (version 0): the restarted engines hold them
+        if self.weights is None and self.source is None:  # still the initial weights, which restarted engines hold
             ray.get([self.actors[i].resume.remote() for i in behind])
-        else:
+        elif self.weights is not None:
             ray.get([self.actors[i].update_weights.remote(self.weights, self.version) for i in behind])
+        else:  # collective syncs: a restarted engine left the group; it loads the learner's weights by ref once
+            self._leave()  # formed again, with every engine, at the next sync
+            weights = self.source.rollout_weights_ref()
+            ray.get([self.actors[i].update_weights.remote(weights, self.version) for i in behind])
         log.warning("rollout engines %s were restarted by Ray with the initial weights: now at weights v%d",
                     behind, self.version)
         self.healed += len(behind)
@@ -286,6 +383,7 @@ class RolloutGroup:
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
+        remove_placement_group(self.placement_group)
 
 
 def worth_retrying(exc: BaseException, healed: list[int]) -> bool:

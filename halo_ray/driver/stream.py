@@ -19,7 +19,7 @@ import ray
 
 from halo_ray.bench.passk import pass_at_k
 from halo_ray.bench.score import score_results
-from halo_ray.driver import ROLLOUT_TRIES, RolloutGroup, worth_retrying
+from halo_ray.driver import ROLLOUT_TRIES, RolloutGroup, placement, worth_retrying
 from halo_ray.errors import ConfigError
 from halo_ray.samples import EVAL_COLUMNS, concat
 from halo_ray.sections import EvalConfig, RolloutConfig, StreamConfig
@@ -382,9 +382,10 @@ def stream_run(config, job: str, resume: bool):
         from halo_ray.actors.learner import LearnerGroup
 
         name = run.path.name  # actors are named <run>/rollout-0, <run>/verifier-0, <run>/learner-0
-        parts.append(RolloutGroup(model, r, run=name))
+        plan = placement(r, config.learner, config.cluster)  # engines and learner ranks on their bundles
+        parts.append(RolloutGroup(model, r, run=name, plan=plan))
         parts.append(VerifierGroup(config.verifier, run=name))
-        parts.append(LearnerGroup(model, config.learner, config.objective, run=name))
+        parts.append(LearnerGroup(model, config.learner, config.objective, run=name, plan=plan))
         yield run, problems, heldout, *parts
     finally:
         run.close()
@@ -409,7 +410,7 @@ def begin(run, config, heldout: list, rollout, verifiers, learner, resume: bool,
     ckpt = latest_checkpoint(run.path) if resume else None
     if ckpt is not None:
         extra = learner.load_checkpoint(str(ckpt))
-        rollout.update_weights(learner.rollout_weights_ref(), extra["version"])
+        rollout.sync_weights(learner, extra["version"])
         progress(f"resumed {run.path} at step {extra['next_step'] + 1} (policy version {extra['version']})")
         return extra
     if resume:
@@ -465,7 +466,7 @@ def train_and_sync(learner, rollout, timeline: "Timeline", examples: list[dict],
     t1 = time.perf_counter()
     timeline.add("learner", f"train step {step}", t0, t1)
     version += 1
-    rollout.update_weights(learner.rollout_weights_ref(), version)
+    rollout.sync_weights(learner, version)
     t2 = time.perf_counter()
     timeline.add("sync", f"weights v{version}", t1, t2)
     metrics.update({"time/train_s": t1 - t0, "time/sync_s": t2 - t1})

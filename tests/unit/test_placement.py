@@ -101,3 +101,24 @@ def test_colocate_is_refused_until_the_actors_use_it():
 
     with pytest.raises(ConfigError, match=r"cluster: colocate=true is not available yet"):
         load_config(RaftJobConfig, None, ["cluster.colocate=true"])
+
+
+def test_a_role_left_out_gets_no_bundles():
+    """``generate`` plans engines only, SFT a learner only; each is checked against the cluster alone."""
+    engines = plan_placement(RolloutConfig(num_engines=2), None, CPU_BOX)
+    assert engines.rollout == ({"CPU": 1.0}, {"CPU": 1.0}) and engines.learner == ()
+    ranks = plan_placement(None, LearnerConfig(num_ranks=2, num_gpus_per_rank=1), TWO_GPUS)
+    assert ranks.rollout == () and ranks.learner == ({"CPU": 1.0, "GPU": 1.0},) * 2 and ranks.learner_gpus == 1.0
+    with pytest.raises(ConfigError, match=r"needs 3 GPUs"):
+        plan_placement(None, LearnerConfig(num_ranks=3, num_gpus_per_rank=1), TWO_GPUS)
+
+
+def test_pack_strategy_packs_one_node_when_one_holds_every_bundle():
+    from halo_ray.placement import pack_strategy
+
+    two_gpu_box = {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}}
+    one_gpu_node = {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}
+    bundles = plan_placement(**ON_GPU, resources=TWO_GPUS).bundles
+    assert pack_strategy(bundles, [two_gpu_box]) == "STRICT_PACK"
+    assert pack_strategy(bundles, [one_gpu_node, one_gpu_node]) == "PACK"  # one card per node: spread
+    assert pack_strategy(bundles, [dict(two_gpu_box, Alive=False), one_gpu_node]) == "PACK"
