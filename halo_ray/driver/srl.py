@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 METRICS = ("trace_parse_rate", "action_fidelity", "state_faithfulness", "think_similarity", "brevity_penalty",
            "reward_mean", "execution_success", "think_tokens", "state_tokens")
-TASK_METRICS = ("trace_parse_rate", "action_fidelity", "state_faithfulness", "think_similarity", "reward_mean",
-                "execution_success")  # srl eval's by_task entries
 RENAMED = {"think_tokens": "think_words", "state_tokens": "state_words"}  # counted in words on the driver
 
 
@@ -155,11 +153,12 @@ def evaluate_model(config: SRLJobConfig, output: str = "", progress: Callable[[s
             (``adapter_config.json``'s ``base_model_name_or_path``) in a temporary folder for the engine.
         output: where the report goes as JSON (empty: nowhere).
     Returns:
-        ``{"model", "tasks", "samples_per_task", "overall", "by_language", "by_task", "rejections", "settings",
-        "elapsed_s"}``: ``overall`` and each language hold ``halo_ray.srl.evaluate.summarize``'s metrics (trace
-        parse rate, action fidelity, state faithfulness, think similarity, brevity penalty, reward, execution
-        success, think and state tokens, histograms); ``by_task`` the per-task means of ``TASK_METRICS`` (for
-        paired tests across models).
+        ``{"model", "tasks", "samples_per_task", "overall", "by_language", "by_task", "rejections", "samples",
+        "settings", "elapsed_s"}``: ``overall`` and each language hold ``halo_ray.srl.evaluate.summarize``'s metrics
+        (trace parse rate, action fidelity, state faithfulness, think similarity, brevity penalty, reward, execution
+        success, think and state tokens, histograms, failures by kind); ``by_task`` the per-task means of
+        ``halo_ray.srl.evaluate.TASK_METRICS`` (for paired tests across models); ``samples`` each completion with
+        its parsed action, success and failure kind (``halo_ray.srl.evaluate.report``).
     """
     import dataclasses
     import tempfile
@@ -171,10 +170,8 @@ def evaluate_model(config: SRLJobConfig, output: str = "", progress: Callable[[s
     from halo_ray.driver import RolloutGroup, init, resolve_model
     from halo_ray.errors import DataError
     from halo_ray.io import write_json
-    from halo_ray.srl.evaluate import evaluate, summarize
+    from halo_ray.srl.evaluate import report as report_completions
     from halo_ray.srl.tasks import task_index
-    from halo_ray.srl.trace import RejectionCounter
-    from halo_ray.verifiers.srl import restore_stop
 
     config = validated(config)
     spec = config.data.eval or "srl#heldout"
@@ -206,15 +203,10 @@ def evaluate_model(config: SRLJobConfig, output: str = "", progress: Callable[[s
     rows = table.to_pylist()
     progress(f"sampled {len(rows)} outputs for {len(problems)} tasks; scoring and executing them")
     by_id = {p["id"]: tasks[p["metadata"]["srl_task"]] for p in problems}
-    texts = [restore_stop(x["completion"]) if config.verifier.restore_stop else x["completion"] for x in rows]
-    counter = RejectionCounter()
-    counter.parse_all(texts)
-    scored = evaluate([by_id[x["prompt_id"]] for x in rows], texts, config.verifier.srl,
-                      verifier=dataclasses.replace(config.verifier, extract_code=False))
-    per_task = summarize(scored, by="task")["by_task"]
-    report = {"model": config.model.path or model.path, "tasks": spec, "samples_per_task": e.samples, **summarize(scored),
-              "by_task": {t: {k: m[k] for k in TASK_METRICS} for t, m in per_task.items()},
-              "rejections": counter.rejections(),
+    scored = report_completions([by_id[x["prompt_id"]] for x in rows], [x["completion"] for x in rows],
+                                config.verifier.srl, verifier=dataclasses.replace(config.verifier, extract_code=False),
+                                restore=config.verifier.restore_stop)
+    report = {"model": config.model.path or model.path, "tasks": spec, "samples_per_task": e.samples, **scored,
               "settings": {"temperature": e.temperature, "top_p": e.top_p, "seed": e.seed,
                            "max_new_tokens": r.max_new_tokens, "stop": list(r.stop),
                            "embedder": config.verifier.srl.embedder},

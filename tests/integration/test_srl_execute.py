@@ -88,3 +88,30 @@ def test_early_exit_does_not_pass(task_id, pattern, replacement):
     run = execute(task, Action(pattern, replacement, task.language, ("**",)))
     assert run.env_report["applied"], run.env_report
     assert not run.success and run.env_report["pass_rate"] < 1.0, run.env_report
+
+
+def test_a_perfect_student_passes_every_held_out_synthetic_task_through_the_eval_path():
+    # srl eval's scoring of engine output: the teacher trace as vLLM returns it (the stop string removed), restored,
+    # parsed, executed. Execution success 1.0 here is what makes a model's 0.0 a finding about the model.
+    from halo_ray.srl.evaluate import report
+    from halo_ray.srl.synthetic import synthetic_tasks
+    from halo_ray.srl.prompts import STOP
+
+    tasks = [t for t in synthetic_tasks() if t.split == "heldout"]
+    assert len(tasks) == 40
+    completions = [t.teacher.removesuffix(STOP) for t in tasks]
+    assert not any(STOP in c for c in completions)
+    # a student that copies every identifier but one: the other task's new name, then a module that is not there
+    swapped = replace(tasks[0].teacher_trace.action, replacement=tasks[1].teacher_trace.action.replacement)
+    elsewhere = replace(tasks[0].teacher_trace.action, paths=("nowhere.py",))
+    wrong = [format_trace(Trace(tasks[0].teacher_trace.think, a, tasks[0].teacher_trace.state)) for a in (swapped, elsewhere)]
+    out = report(tasks + tasks[:1] * 3, completions + wrong + ["<think>cut short"])
+    good = out["samples"][:40]
+    assert all(s["success"] and s["failure"] == "passed" and s["verdict"] == "SUCCESS" for s in good), \
+        [s for s in good if not s["success"]][:2]
+    assert [s["failure"] for s in out["samples"][40:]] == ["replacement", "paths", "malformed"]
+    assert out["overall"]["failures"] == {"passed": 40, "malformed": 1, "paths": 1, "replacement": 1}
+    assert out["by_task"][tasks[1].id]["execution_success"] == 1.0
+    assert out["by_task"][tasks[0].id]["execution_success"] == 0.25
+    assert out["overall"]["execution_success"] == pytest.approx(40 / 43)
+    assert out["rejections"] == {"missing_tag": 1}

@@ -7,7 +7,7 @@ import pytest
 from halo_ray.config import from_dict
 from halo_ray.errors import ConfigError
 from halo_ray.srl import builtin_tasks, parse_trace
-from halo_ray.srl.evaluate import evaluate, summarize
+from halo_ray.srl.evaluate import evaluate, failure, summarize
 from halo_ray.srl.prompts import SYSTEM, TeacherConfig, anchors_for, close_trace, messages
 
 
@@ -28,6 +28,8 @@ def test_metrics_by_language_hand_worked():
     assert by["python"]["reward_mean"] == pytest.approx((1.0 - 0.2) / 2)
     assert 0 < by["javascript"]["action_fidelity"] < 1.0
     assert overall["execution_success"] is None
+    assert [r["failure"] for r in rows] == ["malformed" if r["malformed"] else None for r in rows]
+    assert overall["failures"] == {"malformed": 1} and rows[0]["parsed_action"]["pattern"] == py.teacher_trace.action.pattern
     hist = overall["histograms"]["total"]
     assert sum(hist["counts"]) == 4 and hist["edges"][0] == -0.2 and hist["edges"][-1] == 1.0
     assert hist["counts"][0] == 1 and hist["counts"][-1] == 2  # -0.2 in the first bin, the two 1.0s in the last
@@ -35,6 +37,19 @@ def test_metrics_by_language_hand_worked():
         summarize([])
     with pytest.raises(ValueError):
         evaluate([py], [])
+
+
+def test_failure_names_the_first_action_field_that_differs():
+    from dataclasses import replace
+
+    teacher = builtin_tasks(language="python", split="train")[0].teacher_trace.action
+    assert failure(None, teacher, False) == "malformed" and failure(teacher, teacher, None) is None
+    assert failure(replace(teacher, replacement="x"), teacher, True) == "passed"  # another action may pass too
+    assert failure(replace(teacher, replacement="x", pattern="y"), teacher, False) == "pattern"
+    assert failure(replace(teacher, replacement="x"), teacher, False) == "replacement"
+    assert failure(replace(teacher, paths=("z.py",), pattern="y"), teacher, False) == "paths"
+    assert failure(replace(teacher, language="java"), teacher, False) == "other_field"
+    assert failure(teacher, teacher, False) == "execution"
 
 
 def test_prompts_and_anchors():
