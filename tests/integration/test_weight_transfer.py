@@ -61,6 +61,7 @@ def _examples(path: str, k: int) -> list[dict]:
     return [tokenize_pair(tok, f"def f{i}(x):\n    return x", f" * {i + k}\n") for i in range(8)]
 
 
+@pytest.mark.slow  # about 100 s on two cores: a learner rank and two vLLM engines, three syncs and a restart
 def test_learner_broadcasts_weights_to_engines_over_gloo(ray_session, tiny_model):
     import ray
 
