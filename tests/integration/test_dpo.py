@@ -21,7 +21,10 @@ from halo_ray.verifiers.verdicts import JUDGED, VERDICTS
 
 REPO = Path(__file__).resolve().parents[2]
 HALO_RAY = str(Path(sys.executable).with_name("halo-ray"))
+# The tiny preset trains on shipped pairs (the untrained embedded model forms none); these tests form
+# pairs from tests on a warm-started model, so they empty dpo.preferences, as the preset says to.
 TINY_DPO = str(REPO / "configs" / "tiny" / "dpo.yaml")
+FROM_TESTS = ["--set", "dpo.preferences="]
 PROBLEMS = 24  # training problems of the preference run (dpo.max_problems)
 
 
@@ -62,7 +65,7 @@ def heldout(tmp_path_factory):
 def prefs(env, warm_model, heldout, tmp_path_factory):
     """``dpo run``: the whole experiment (preferences, DPO, evaluation) in one run directory."""
     out = tmp_path_factory.mktemp("dpo") / "run"
-    done = run([HALO_RAY, "dpo", "run", "--config", TINY_DPO, "--model", warm_model, "--output", str(out),
+    done = run([HALO_RAY, "dpo", "run", "--config", TINY_DPO, *FROM_TESTS, "--model", warm_model, "--output", str(out),
                 "--set", f"dpo.max_problems={PROBLEMS}", "--set", "learner.micro_batch_size=16",
                 "--set", f"data.eval={heldout['path']}"], env, timeout=900)
     return {"out": out, "stdout": done.stdout, "model": warm_model}
@@ -111,7 +114,7 @@ def test_prefs_pairs_follow_the_rule_and_the_sandbox(prefs):
 
 
 def test_prefs_refuses_to_overwrite_a_run(prefs, env):
-    done = run([HALO_RAY, "dpo", "prefs", "--config", TINY_DPO, "--model", prefs["model"], "--output", str(prefs["out"]),
+    done = run([HALO_RAY, "dpo", "prefs", "--config", TINY_DPO, *FROM_TESTS, "--model", prefs["model"], "--output", str(prefs["out"]),
                 "--set", "dpo.max_problems=2"], env, ok=False)
     assert done.returncode == 2 and "already holds preferences" in done.stderr
 
@@ -132,7 +135,7 @@ def test_train_runs_dpo_on_the_pairs_against_the_reference(prefs, env):
     assert any(abs(s["train/rewards/margins"]) > 1e-3 for s in steps[1:]), "the policy moves off the frozen reference"
     train = json.loads((out / "train.json").read_text())
     assert train["pairs"] == pairs and train["train"]["steps"] == len(steps)
-    again = run([HALO_RAY, "dpo", "train", "--config", TINY_DPO, "--model", prefs["model"], "--output", str(out)],
+    again = run([HALO_RAY, "dpo", "train", "--config", TINY_DPO, *FROM_TESTS, "--model", prefs["model"], "--output", str(out)],
                 env, ok=False)
     assert again.returncode == 2 and "already holds a trained model" in again.stderr
 
@@ -161,7 +164,7 @@ def test_eval_compares_baseline_and_finetuned_through_the_benchmark(prefs, env, 
         "the report's numbers come from the run"
     assert (out / "compare" / "pass_at_k.png").is_file()
     assert "pass@1" in prefs["stdout"]
-    again = run([HALO_RAY, "dpo", "eval", "--config", TINY_DPO, "--model", prefs["model"],
+    again = run([HALO_RAY, "dpo", "eval", "--config", TINY_DPO, *FROM_TESTS, "--model", prefs["model"],
                  "--data", str(heldout["path"]), "--output", str(prefs["out"])], env, ok=False)
     assert again.returncode == 2 and "already holds an evaluation" in again.stderr
 
