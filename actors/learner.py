@@ -134,7 +134,7 @@ class LearnerGroup:
         self.ranks = [
             LearnerRank.options(
                 name=actor_name(run, "learner", i),
-                num_cpus=bundles[i]["CPU"],
+                num_cpus=learner.num_cpus_per_rank,
                 num_gpus=plan.learner_gpus,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement_group, placement_group_bundle_index=i),
                 runtime_env={"env_vars": learner_env(learner)},

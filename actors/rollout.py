@@ -3,7 +3,7 @@
 The actor adds placement (a bundle of the run's ``PlacementPlan``: CPUs, and ``num_gpus`` x
 ``tensor_parallel_size`` GPUs per engine) and lifecycle. It is threaded (``max_concurrency`` 4) so that
 several ``generate`` calls can batch in one engine; the control calls (``update_weights``,
-``receive_weights``, ``version``, ``resume``, ``stats``...) have their own thread (the ``control``
+``receive_weights``, ``sleep``, ``wake_up``, ``version``, ``resume``, ``stats``...) have their own thread (the ``control``
 concurrency group), so a weight update or a heal never queues behind generate calls in flight: it
 runs between two engine steps of theirs (``StepLock``).
 ``generate`` returns an Arrow table, which Ray stores and hands back as an object ref.
@@ -22,8 +22,8 @@ from halo_ray.sections import ModelConfig, RolloutConfig
 
 @ray.remote(concurrency_groups={"control": 1})
 class RolloutActor:
-    def __init__(self, model: ModelConfig, rollout: RolloutConfig, index: int = 0):
-        self.engine = RolloutEngine(model, rollout, index)
+    def __init__(self, model: ModelConfig, rollout: RolloutConfig, index: int = 0, sleep_mode: bool = False):
+        self.engine = RolloutEngine(model, rollout, index, sleep_mode)
         # Restarted by Ray: the engine holds the initial weights, whatever the run's version is. It samples
         # nothing until the driver has sent the latest weights (or said the initial ones are the latest).
         self.waiting = ray.get_runtime_context().was_current_actor_reconstructed
@@ -59,6 +59,15 @@ class RolloutActor:
         self.engine.close_weight_transfer()
 
     @ray.method(concurrency_group="control")
+    def sleep(self) -> None:
+        """Free the GPU for the colocated learner rank (``RolloutEngine.sleep``); requests in flight wait."""
+        self.engine.sleep()
+
+    @ray.method(concurrency_group="control")
+    def wake_up(self) -> None:
+        self.engine.wake_up()
+
+    @ray.method(concurrency_group="control")
     def resume(self) -> None:
         """After a restart: the initial weights are the run's latest (version 0); sample again."""
         self.waiting = False
@@ -88,40 +97,50 @@ ROLLOUT_MAX_RESTARTS = 3
 
 
 def start_rollout_actors(model: ModelConfig, rollout: RolloutConfig, run: str = "",
-                         plan: PlacementPlan | None = None) -> tuple[list, object]:
+                         plan: PlacementPlan | None = None, group=None) -> tuple[list, object]:
     """Start ``rollout.num_engines`` actors in the rollout bundles of ``plan`` (one placement group), each
-    with its engine environment; waits until loaded.
+    with its engine environment; waits until loaded. In a colocated plan engine ``i`` goes into bundle ``i``
+    of the learner's placement group ``group`` beside learner rank ``i``, built to sleep while it steps.
 
     Args:
         model, rollout: the engines' sections.
         run: names them ``<run>/rollout-<i>`` (``ray list actors``, the dashboard); empty leaves them unnamed.
         plan: the run's ``PlacementPlan`` (the driver's, from the whole config); None plans the engines
             alone against ``ray.cluster_resources()``.
+        group: a colocated plan's placement group (``LearnerGroup.placement_group``).
     Returns:
-        The actors and their placement group (remove it after killing them).
+        The actors and the placement group made for them (remove it after killing them); None when they
+        went into ``group``, which its owner removes.
     """
     if plan is None:
         plan = plan_placement(rollout, None, ray.cluster_resources(), tensor_parallel_size=rollout.tensor_parallel_size)
-    group = placement_group([dict(b) for b in plan.rollout], strategy=pack_strategy(plan.rollout, ray.nodes()))
-    ray.get(group.ready())
+    if plan.colocated:
+        if group is None:
+            raise ValueError("a colocated plan's engines go into the learner's placement group: pass group")
+        bundles, own = plan.learner, None
+    else:
+        bundles = plan.rollout
+        group = own = placement_group([dict(b) for b in bundles], strategy=pack_strategy(bundles, ray.nodes()))
+        ray.get(group.ready())
     actors = [
         RolloutActor.options(
             name=actor_name(run, "rollout", i),
-            num_cpus=bundle["CPU"],
+            num_cpus=rollout.num_cpus,
             num_gpus=plan.rollout_gpus,
             scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i),
             max_concurrency=4,
             max_restarts=ROLLOUT_MAX_RESTARTS,
             max_task_retries=0,
             runtime_env={"env_vars": engine_env(rollout)},
-        ).remote(model, rollout, i)
-        for i, bundle in enumerate(plan.rollout)
+        ).remote(model, rollout, i, plan.colocated)
+        for i in range(len(bundles))
     ]
     try:
         ray.get([a.ready.remote() for a in actors])
     except BaseException:  # an engine failed to load: stop the others before reporting it
         for a in actors:
             ray.kill(a)
-        remove_placement_group(group)
+        if own is not None:
+            remove_placement_group(own)
         raise
-    return actors, group
+    return actors, own

@@ -8,8 +8,10 @@ so that a plan for one or two GPUs can be computed and tested on a machine witho
   ``tensor_parallel_size`` GPUs, each learner rank one of ``learner.num_gpus_per_rank``. On a box
   with two GPUs, one engine and one rank (``rollout.num_gpus=1``, ``learner.num_gpus_per_rank=1``),
   that is the rollout on one card and the learner on the other.
-- Colocated (``cluster.colocate``, one GPU): engine ``i`` and learner rank ``i`` share one bundle;
-  each actor asks for half of its GPUs, and the engine sleeps while the learner steps.
+- Colocated (``cluster.colocate``, one GPU): engine ``i`` and learner rank ``i`` share one bundle of
+  the learner's placement group; each actor asks for half of its GPUs, and the engine sleeps (vLLM's
+  sleep mode frees its GPU memory) while the learner steps. On CPUs the bundle holds both actors' CPUs
+  and the sleep only pauses the engine: they take turns on the cores instead of contending for them.
 
 A plan that cannot fit raises ``ConfigError`` with the numbers and the keys to change.
 
@@ -97,10 +99,10 @@ def plan_placement(rollout, learner, resources: Mapping[str, float], colocate: b
     have_gpus, have_cpus = float(resources.get("GPU", 0.0)), float(resources.get("CPU", 0.0))
     engine_gpus = rollout.num_gpus * tensor_parallel_size
     if colocate:
-        if rollout.num_gpus <= 0 or learner.num_gpus_per_rank <= 0:
-            raise ConfigError("cluster.colocate shares GPUs between engines and learner ranks: set rollout.num_gpus "
-                              f"and learner.num_gpus_per_rank above 0 (got {rollout.num_gpus:g} and "
-                              f"{learner.num_gpus_per_rank:g}), or turn colocate off to run on CPUs")
+        if (rollout.num_gpus > 0) != (learner.num_gpus_per_rank > 0):
+            raise ConfigError("cluster.colocate shares each bundle between an engine and a learner rank: both on GPUs "
+                              f"or both on CPUs (rollout.num_gpus={rollout.num_gpus:g}, "
+                              f"learner.num_gpus_per_rank={learner.num_gpus_per_rank:g})")
         if rollout.num_engines != learner.num_ranks:
             raise ConfigError(f"cluster.colocate pairs engine i with learner rank i: rollout.num_engines "
                               f"({rollout.num_engines}) must equal learner.num_ranks ({learner.num_ranks})")

@@ -6,6 +6,9 @@ weights (full state dict or LoRA adapter), and the requests in flight continue: 
 Full weights arrive either as a state dict (by Ray object ref) or over a collective through vLLM's
 weight-transfer API (``init_weight_transfer`` once, then ``receive_weights``; ``halo_ray.weight_transfer``).
 Each sample records the policy version under which its request was admitted.
+Colocated with a learner rank (``cluster.colocate``), the engine sleeps while the learner steps
+(``sleep``/``wake_up``: vLLM's sleep level 1 frees its GPU memory; requests in flight are kept and go on
+after the wake, recomputed).
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ def engine_env(rollout: RolloutConfig) -> dict[str, str]:
     return env
 
 
-def engine_kwargs(model: ModelConfig, rollout: RolloutConfig) -> dict[str, Any]:
-    """Keyword arguments of ``vllm.LLM`` for an engine (also what ``benchmarks/rollout.py`` gives bare vLLM)."""
+def engine_kwargs(model: ModelConfig, rollout: RolloutConfig, sleep_mode: bool = False) -> dict[str, Any]:
+    """Keyword arguments of ``vllm.LLM`` for an engine (also what ``benchmarks/rollout.py`` gives bare vLLM);
+    ``sleep_mode``: the engine will sleep beside a learner rank (vLLM frees GPU memory only when built
+    for it; on CPU it has no such mode and a sleep only pauses the scheduler)."""
     kwargs: dict[str, Any] = dict(
         model=model.path,
         dtype="float32" if model.dtype == "auto" and rollout.num_gpus == 0 else model.dtype,
@@ -53,6 +58,8 @@ def engine_kwargs(model: ModelConfig, rollout: RolloutConfig) -> dict[str, Any]:
     )
     if rollout.num_gpus > 0:
         kwargs["gpu_memory_utilization"] = rollout.gpu_memory_utilization
+        if sleep_mode:
+            kwargs["enable_sleep_mode"] = True
     else:
         # A prefill split across steps rewinds the per-request (seeded) generator, which CPU
         # generators cannot do ("CPU Generator does not use offset"): keep prefills whole.
@@ -126,9 +133,10 @@ class RolloutEngine:
         model: the model section (``path`` must be a local HF directory).
         rollout: sampling defaults and engine sizing.
         index: this engine's number within the run (recorded in each sample).
+        sleep_mode: the engine shares its GPU with a learner rank and sleeps while it steps (``sleep``).
     """
 
-    def __init__(self, model: ModelConfig, rollout: RolloutConfig, index: int = 0):
+    def __init__(self, model: ModelConfig, rollout: RolloutConfig, index: int = 0, sleep_mode: bool = False):
         check_model_dir(model.path)
         for key, value in engine_env(rollout).items():
             os.environ.setdefault(key, value)
@@ -138,6 +146,10 @@ class RolloutEngine:
         self.version = 0
         self._in_group = False  # joined a weight-transfer group (init_weight_transfer)
         self._lock = StepLock()  # steps of every generate call, and weight updates ahead of them
+        self._asleep: set[str] = set()  # what sleeps ("weights", "kv_cache"): no step runs while any does
+        self._slept_at = (0.0, 0)  # (perf_counter, steps) when the engine fell asleep
+        self.steps = 0  # engine steps run (counted under the lock)
+        self.sleeps, self.asleep_s, self.steps_while_asleep = 0, 0.0, 0
         self._finished: dict[str, Any] = {}
         self._lora_request = None
         # Adapter folders stay until no unfinished request was admitted under them (vLLM reads a
@@ -145,7 +157,7 @@ class RolloutEngine:
         self._request_version: dict[str, int] = {}  # unfinished request -> adapter version it names
         self._adapter_users: dict[int, int] = {}  # adapter version -> unfinished requests
         self._lora_dir = Path(tempfile.mkdtemp(prefix="halo-ray-lora-")) if model.lora.enabled else None
-        kwargs = engine_kwargs(model, rollout)
+        kwargs = engine_kwargs(model, rollout, sleep_mode)
         if kwargs.get("weight_transfer_config", {}).get("backend") == "gloo":
             from halo_ray.weight_transfer import register_gloo_engine
 
@@ -230,6 +242,7 @@ class RolloutEngine:
         while not all(rid in self._finished for rid in by_request):
             with self._lock.step():  # a weight update waits for this step, then the loop resumes
                 # Outputs of other threads' requests are filed for them: calls may overlap.
+                self.steps += 1
                 for out in engine.step():
                     if out.finished:
                         self._finished[out.request_id] = (out, self.version)
@@ -263,6 +276,7 @@ class RolloutEngine:
         """
         self._check_newer(version)
         with self._lock.update():
+            self._wake_weights()
             if isinstance(weights, LoraAdapter):
                 from vllm.lora.request import LoRARequest
 
@@ -299,6 +313,7 @@ class RolloutEngine:
         """
         self._check_newer(version)
         with self._lock.update():
+            self._wake_weights()
             self.llm.start_weight_update()
             self.llm.update_weights({"update_info": update_info})
             self.llm.finish_weight_update()
@@ -311,6 +326,39 @@ class RolloutEngine:
             if self._in_group:
                 self.llm.shutdown_weight_transfer_engine()
                 self._in_group = False
+
+    def sleep(self) -> None:
+        """Stop sampling and give the GPU to the learner: vLLM's sleep level 1 (weights copied to host
+        memory, KV cache dropped) once the current step ends. Requests in flight are kept (vLLM's ``keep``
+        pause) and go on after ``wake_up``, their KV recomputed; new ones queue. On CPU vLLM has no sleep
+        mode: only the scheduler pauses, and the engine keeps its memory."""
+        with self._lock.update():
+            if self._asleep:
+                return
+            self.llm.sleep(level=1, mode="keep")
+            self._asleep = {"weights", "kv_cache"}
+            self._lock.pause()  # set while holding the lock: no step starts between the sleep and the pause
+            self._slept_at = (time.perf_counter(), self.steps)
+            self.sleeps += 1
+
+    def wake_up(self) -> None:
+        """Take the GPU back and sample again (weights first, if an update has not brought them already)."""
+        with self._lock.update():
+            if not self._asleep:
+                return
+            self._wake_weights()
+            self.llm.wake_up(["kv_cache"])
+            self._asleep.clear()
+            since, steps = self._slept_at
+            self.asleep_s += time.perf_counter() - since
+            self.steps_while_asleep += self.steps - steps
+            self._lock.resume()
+
+    def _wake_weights(self) -> None:
+        """Weights back on the GPU (before an update writes them, or the wake); the scheduler stays paused."""
+        if "weights" in self._asleep:
+            self.llm.wake_up(["weights"])
+            self._asleep.discard("weights")
 
     def _check_newer(self, version: int) -> None:
         if version <= self.version:
@@ -337,7 +385,9 @@ class RolloutEngine:
     def stats(self) -> dict:
         folders = sorted(p.name for p in self._lora_dir.iterdir()) if self._lora_dir is not None else []
         return dict(engine=self.index, version=self.version, tokens=self.tokens_generated,
-                    busy_s=self.busy.busy_s(), load_s=self.load_s, adapter_folders=folders)
+                    busy_s=self.busy.busy_s(), load_s=self.load_s, adapter_folders=folders, asleep=bool(self._asleep),
+                    steps=self.steps,
+                    sleeps=self.sleeps, asleep_s=self.asleep_s, steps_while_asleep=self.steps_while_asleep)
 
     def close(self) -> None:
         if self._lora_dir is not None:

@@ -119,16 +119,9 @@ class ClusterConfig:
     num_cpus: int = opt(0, "logical CPUs of a local session; 0 means max(4, the machine's CPUs), so rollout, verifier and learner actors fit on a small box")
     namespace: str = opt("halo-ray", "Ray namespace of the run's actors")
     dashboard: bool = opt(False, "start Ray's dashboard with a local session (http://127.0.0.1:8265; a joined cluster has its own)")
-    colocate: bool = opt(False, "one GPU: rollout engine i and learner rank i share a GPU bundle (halo_ray.placement); "
-                         "planned, not wired into the actors yet: refused")
-
-    def validate(self) -> list[str]:
-        # The plan exists (halo_ray.placement), but the engines do not sleep while the learner steps and the
-        # actors take their GPUs one card each: accepted, a run on one GPU would wait forever for a second.
-        if self.colocate:
-            return ["colocate=true is not available yet (the engine's sleep/wake beside the learner is not wired "
-                    "into the actors): run on two GPUs (rollout.num_gpus=1, learner.num_gpus_per_rank=1) or on CPUs"]
-        return []
+    colocate: bool = opt(False, "one GPU: rollout engine i and learner rank i share a bundle (halo_ray.placement) and "
+                         "the engine sleeps (vLLM's sleep mode frees its GPU memory) while the learner steps; needs "
+                         "rollout.num_engines == learner.num_ranks; on CPUs they take turns on the bundle's cores")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Threaded actors whose calls overlap: busy time for idle fractions (``BusyClock``), and turn-taking
-between engine steps and weight updates (``StepLock``)."""
+between engine steps, weight updates and sleep (``StepLock``)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ class StepLock:
     (first come, first served); a weight update takes it at the next step boundary, ahead of every
     thread waiting for a step.
 
+    While paused (the engine sleeps beside the learner, ``pause``/``resume``) no step starts; updates
+    still take it (weights arrive while the engine sleeps).
+
     A plain ``threading.Lock`` is not fair: the thread that just released it takes it again before a
     woken waiter runs. A generate call looping over steps would then keep the engine to itself: other
     calls could not even enqueue their requests (they joined the batch only when it finished), and an
@@ -53,6 +56,7 @@ class StepLock:
         self._cond = threading.Condition()
         self._held = False
         self._updates_waiting = 0
+        self._paused = False
         self._queue: collections.deque = collections.deque()  # one token per thread waiting for a step
 
     @contextlib.contextmanager
@@ -62,7 +66,7 @@ class StepLock:
         with self._cond:
             self._queue.append(token)
             try:
-                while self._held or self._updates_waiting or self._queue[0] is not token:
+                while self._held or self._paused or self._updates_waiting or self._queue[0] is not token:
                     self._cond.wait()
             except BaseException:
                 self._queue.remove(token)
@@ -90,6 +94,20 @@ class StepLock:
             yield
         finally:
             self._release()
+
+    def pause(self) -> None:
+        """No step starts until ``resume`` (call it while holding ``update``, so that none starts in between)."""
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def _release(self) -> None:
         with self._cond:

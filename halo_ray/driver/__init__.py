@@ -178,7 +178,8 @@ def placement(rollout: RolloutConfig | None = None, learner: LearnerConfig | Non
     the config and ``ray.cluster_resources()`` (``halo_ray.placement.plan_placement``).
 
     A job passes the plan to ``RolloutGroup`` and ``LearnerGroup``: each role gets a placement group of
-    its bundles (on the 2-GPU box, the engine's card and the learner's card).
+    its bundles (on the 2-GPU box, the engine's card and the learner's card); a colocated plan has one,
+    the learner's, which the engines join.
 
     Raises:
         ConfigError: the plan needs more CPUs or GPUs than the cluster has (the keys to change).
@@ -193,16 +194,19 @@ class RolloutGroup:
 
     All samples of one prompt go to one engine (one request with ``n`` samples); prompts are
     dealt out in contiguous chunks so that each engine gets an equal share. The engines take the rollout
-    bundles of ``plan`` (``placement``; by default a plan of the engines alone).
+    bundles of ``plan`` (``placement``; by default a plan of the engines alone). In a colocated plan they
+    join the learner's placement group ``group``, one beside each rank, and ``sleep`` while it steps.
     """
 
-    def __init__(self, model: ModelConfig, rollout: RolloutConfig, run: str = "", plan: PlacementPlan | None = None):
+    def __init__(self, model: ModelConfig, rollout: RolloutConfig, run: str = "", plan: PlacementPlan | None = None,
+                 group=None):
         from halo_ray.actors.rollout import start_rollout_actors
 
         self.model, self.rollout = resolve_model(model), rollout
         plan = plan if plan is not None else placement(rollout)
+        self.colocated = plan.colocated
         # Named <run>/rollout-<i>, one per rollout bundle of the plan, in one placement group.
-        self.actors, self.placement_group = start_rollout_actors(self.model, rollout, run=run, plan=plan)
+        self.actors, self.placement_group = start_rollout_actors(self.model, rollout, run=run, plan=plan, group=group)
         self.version = 0
         self.weights: ray.ObjectRef | None = None  # the latest weights shipped by ref, for engines Ray restarts
         self.source = None  # the LearnerGroup of the latest collective sync: engines Ray restarts heal from it
@@ -368,6 +372,23 @@ class RolloutGroup:
                 raise ClusterError(f"rollout engine {index} did not come back within the heal timeout "
                                    "(is the cluster short of resources for its restart?)") from None
 
+    def sleep(self) -> None:
+        """Every engine stops sampling and frees its GPU for the learner rank beside it (``RolloutEngine.sleep``);
+        requests in flight wait for ``wake_up``. An engine that died is skipped: Ray restarts it awake."""
+        self._each("sleep")
+
+    def wake_up(self) -> None:
+        self._each("wake_up")
+
+    def _each(self, method: str) -> None:
+        calls = [getattr(actor, method).remote() for actor in self.actors]
+        for i, call in enumerate(calls):
+            try:
+                ray.get(call)
+            except ray.exceptions.RayActorError as exc:
+                log.warning("rollout engine %d: %s failed (%s); it is healed before it samples again", i, method,
+                            type(exc).__name__)
+
     def stats(self) -> list[dict]:
         """Each engine's counters; an engine that died since is reported idle (``busy_s`` 0)."""
         out = []
@@ -383,7 +404,8 @@ class RolloutGroup:
         for actor in self.actors:
             ray.kill(actor)
         self.actors = []
-        remove_placement_group(self.placement_group)
+        if self.placement_group is not None:  # colocated: the learner's, removed by the LearnerGroup
+            remove_placement_group(self.placement_group)
 
 
 def worth_retrying(exc: BaseException, healed: list[int]) -> bool:

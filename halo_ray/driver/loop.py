@@ -237,5 +237,5 @@ def _steps(config, run, problems, heldout, rollout, verifiers, learner, resume, 
     counts = dict(stream.buffer.state.counts)
     summary = {"run_dir": str(run.path), "stages": stages, "accounting": account(counts, totals) if account else counts,
                "totals": totals, "version": version, "staleness": stream.buffer.state.staleness,
-               "final_checkpoint": str(latest_checkpoint(run.path) or "")}
+               "final_checkpoint": str(latest_checkpoint(run.path) or ""), "engines": rollout.stats()}
     return summary

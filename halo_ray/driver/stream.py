@@ -383,13 +383,19 @@ def stream_run(config, job: str, resume: bool):
 
         name = run.path.name  # actors are named <run>/rollout-0, <run>/verifier-0, <run>/learner-0
         plan = placement(r, config.learner, config.cluster)  # engines and learner ranks on their bundles
-        parts.append(RolloutGroup(model, r, run=name, plan=plan))
-        parts.append(VerifierGroup(config.verifier, run=name))
-        parts.append(LearnerGroup(model, config.learner, config.objective, run=name, plan=plan))
-        yield run, problems, heldout, *parts
+        start_learner = lambda: LearnerGroup(model, config.learner, config.objective, run=name, plan=plan)  # noqa: E731
+        learner = None
+        if plan.colocated:  # the engines join the learner's placement group, one beside each rank: it starts first
+            parts.append(learner := start_learner())
+        group = learner.placement_group if learner is not None else None
+        parts.append(rollout := RolloutGroup(model, r, run=name, plan=plan, group=group))
+        parts.append(verifiers := VerifierGroup(config.verifier, run=name))
+        if learner is None:
+            parts.append(learner := start_learner())
+        yield run, problems, heldout, rollout, verifiers, learner
     finally:
         run.close()
-        for part in parts:
+        for part in reversed(parts):  # the last started first: a colocated learner's group outlives the engines
             part.shutdown()
 
 
@@ -456,20 +462,33 @@ def stream_metrics(rows: list[dict], stream: "Stream", rollout, verifiers, wall_
 def train_and_sync(learner, rollout, timeline: "Timeline", examples: list[dict], version: int, step: int,
                    **train_kwargs) -> tuple[dict, int]:
     """Train on ``examples`` and ship the new weights (nothing is shipped when nothing was trained).
+    Colocated engines (``cluster.colocate``) sleep from before the step until the new weights are in.
 
-    Returns ``(train_metrics, version)``; the metrics include ``time/train_s`` and ``time/sync_s``.
+    Returns ``(train_metrics, version)``; the metrics include ``time/train_s`` and ``time/sync_s`` (and
+    ``time/sleep_wake_s`` when colocated).
     """
     if not examples:
         return {"time/train_s": 0.0, "time/sync_s": 0.0}, version
     t0 = time.perf_counter()
-    metrics = learner.train(examples, **train_kwargs)
+    if rollout.colocated:  # the engines give the GPU to the learner ranks beside them until the weights are in
+        rollout.sleep()
     t1 = time.perf_counter()
-    timeline.add("learner", f"train step {step}", t0, t1)
-    version += 1
-    rollout.sync_weights(learner, version)
-    t2 = time.perf_counter()
-    timeline.add("sync", f"weights v{version}", t1, t2)
-    metrics.update({"time/train_s": t1 - t0, "time/sync_s": t2 - t1})
+    try:
+        metrics = learner.train(examples, **train_kwargs)
+        t2 = time.perf_counter()
+        timeline.add("learner", f"train step {step}", t1, t2)
+        version += 1
+        rollout.sync_weights(learner, version)
+        t3 = time.perf_counter()
+        timeline.add("sync", f"weights v{version}", t2, t3)
+    finally:
+        if rollout.colocated:
+            rollout.wake_up()
+    metrics.update({"time/train_s": t2 - t1, "time/sync_s": t3 - t2})
+    if rollout.colocated:
+        t4 = time.perf_counter()
+        timeline.add("engines asleep", f"step {step}", t0, t4)
+        metrics["time/sleep_wake_s"] = (t1 - t0) + (t4 - t3)
     return metrics, version
 
 

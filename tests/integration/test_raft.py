@@ -83,6 +83,25 @@ def test_raft_end_to_end_accounts_for_every_sample(ray_session, sft_model, tmp_p
 
 
 @pytest.mark.slow
+def test_colocated_engine_sleeps_through_every_learner_step(ray_session, sft_model, tmp_path):
+    """``cluster.colocate``: the engine joins the learner rank's bundle and sleeps from before each learner
+    step until the new weights are in (on CPU only its scheduler pauses); chunks in flight wait and go on."""
+    out = tmp_path / "run"
+    cmd = raft_cmd(sft_model, out, "--set", "stream.max_staleness=1", "--set", "cluster.colocate=true")
+    del cmd[cmd.index("--eval"):cmd.index("--eval") + 2]
+    done = subprocess.run(cmd, env=env_for(ray_session), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    acc = summary["accounting"]
+    assert acc["generated"] == acc["kept"] + acc["filtered"] + acc["stale"] + acc["failed"]
+    trained = [m for m in step_records(out) if m["train/examples"] > 0]
+    assert trained and all(m["time/sleep_wake_s"] >= 0 for m in trained)
+    (engine,) = summary["engines"]
+    assert engine["sleeps"] == len(trained) and engine["steps_while_asleep"] == 0 and not engine["asleep"]
+    assert engine["asleep_s"] >= sum(m["time/train_s"] for m in trained)
+
+
+@pytest.mark.slow
 def test_killed_run_resumes_without_skipping_or_repeating_prompts(ray_session, sft_model, tmp_path):
     out = tmp_path / "run"
     cmd = raft_cmd(sft_model, out, "--set", "checkpoint.keep=5")  # max_staleness 0: step windows are exact

@@ -52,6 +52,37 @@ def test_text_decoded_once_at_the_end_equals_vllms_own_detokeniser(group):
     assert sum(len(r["completion"]) for r in own) > 0
 
 
+def test_sleeping_engines_run_no_step_keep_their_requests_and_take_weights(group, tiny_model):
+    """The colocated mode's mechanism (``cluster.colocate``): asleep, an engine runs no step (on CPU vLLM
+    only pauses its scheduler; on a GPU it also frees the memory); requests in flight when it fell asleep
+    stay and finish after the wake, and weights sent meanwhile are in before they go on."""
+    import time
+
+    import ray
+    from safetensors.torch import load_file
+
+    prompts = [{"prompt_id": f"s{i}", "prompt": f"def g{i}(x):\n"} for i in range(4)]
+    refs = group.submit(prompts, n=4, temperature=1.0, max_tokens=48, seed=3)  # one call per engine
+    deadline = time.monotonic() + 60
+    while min(s["steps"] for s in group.stats()) < 2:  # every engine is under way
+        assert time.monotonic() < deadline, "the engines never started"
+        time.sleep(0.05)
+    group.sleep()
+    asleep = group.stats()
+    time.sleep(1.0)  # long enough for dozens of steps of the tiny model
+    assert [s["steps"] for s in group.stats()] == [s["steps"] for s in asleep], "an engine stepped while asleep"
+    assert all(s["asleep"] for s in asleep)
+    assert ray.wait(refs, num_returns=len(refs), timeout=0)[0] == [], "the requests finished before the sleep"
+    group.update_weights(load_file(f"{tiny_model}/model.safetensors"), 1)  # the same weights, as version 1
+    group.wake_up()
+    rows = [r for t in ray.get(refs, timeout=120) for r in t.to_pylist()]
+    assert len(rows) == 16 and all(r["token_ids"] for r in rows)
+    assert {r["policy_version"] for r in rows} == {0} and {r["policy_version_last"] for r in rows} == {1}
+    for s in group.stats():
+        assert (s["sleeps"], s["steps_while_asleep"], s["asleep"], s["version"]) == (1, 0, False, 1)
+        assert s["asleep_s"] >= 1.0
+
+
 def test_weight_update_changes_greedy_output_and_version(ray_session, tiny_model):
     import torch
     from transformers import AutoModelForCausalLM

@@ -53,9 +53,15 @@ def test_one_gpu_colocated_shares_one_bundle():
     assert plan.total("GPU") == 1.0
 
 
-def test_colocate_needs_gpus_and_one_engine_per_rank():
-    with pytest.raises(ConfigError, match="rollout.num_gpus"):
-        plan_placement(RolloutConfig(), LearnerConfig(), ONE_GPU, colocate=True)
+def test_colocate_on_cpus_shares_the_cores_of_one_bundle():
+    plan = plan_placement(RolloutConfig(), LearnerConfig(), CPU_BOX, colocate=True)
+    assert plan.colocated and plan.rollout == () and plan.learner == ({"CPU": 2.0},)
+    assert plan.rollout_gpus == plan.learner_gpus == 0
+
+
+def test_colocate_needs_both_on_gpus_or_cpus_and_one_engine_per_rank():
+    with pytest.raises(ConfigError, match=r"both on GPUs or both on CPUs \(rollout.num_gpus=0, learner.num_gpus_per_rank=1\)"):
+        plan_placement(RolloutConfig(), LearnerConfig(num_gpus_per_rank=1), ONE_GPU, colocate=True)
     with pytest.raises(ConfigError, match=r"num_engines \(2\) must equal learner.num_ranks \(1\)"):
         plan_placement(RolloutConfig(num_engines=2, num_gpus=1), LearnerConfig(num_gpus_per_rank=1), ONE_GPU,
                        colocate=True)
@@ -93,14 +99,11 @@ def test_default_home_is_under_the_users_home(monkeypatch):
     assert halo_ray_home() == Path.home() / "halo-ray"
 
 
-def test_colocate_is_refused_until_the_actors_use_it():
-    """The plan exists, the engine's sleep/wake beside the learner does not: a run asking for it would wait
-    forever for a second GPU, so the config says so instead."""
+def test_colocate_loads_from_the_config():
     from halo_ray.config import load_config
     from halo_ray.sections import RaftJobConfig
 
-    with pytest.raises(ConfigError, match=r"cluster: colocate=true is not available yet"):
-        load_config(RaftJobConfig, None, ["cluster.colocate=true"])
+    assert load_config(RaftJobConfig, None, ["cluster.colocate=true"]).cluster.colocate
 
 
 def test_a_role_left_out_gets_no_bundles():

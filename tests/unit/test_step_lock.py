@@ -98,3 +98,23 @@ def test_steps_are_served_in_the_order_asked():
     # steps whatever the scheduling; the unfair lock served it after all twenty.
     assert order.index("new") <= 4, order
     assert len(order) == 21
+
+
+def test_no_step_starts_while_paused_but_updates_do():
+    lock, order = StepLock(), []
+    with lock.update():
+        lock.pause()
+    def step():
+        with lock.step():
+            order.append("step")
+
+    stepper = threading.Thread(target=step)
+    stepper.start()
+    time.sleep(0.1)  # long enough for the step to start if the pause did not hold it
+    with lock.update():  # weights may arrive while the engine sleeps
+        order.append("update")
+    time.sleep(0.05)
+    assert order == ["update"] and stepper.is_alive()
+    lock.resume()
+    stepper.join(5)
+    assert order == ["update", "step"] and not lock.paused
