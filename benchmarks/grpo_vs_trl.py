@@ -370,6 +370,7 @@ def main() -> int:
     parser.add_argument("--model", default="", help="the SFT model directory (default: build the demo's SFT model first)")
     parser.add_argument("--steps", type=int, default=24, help="GRPO steps of each run (default 24)")
     parser.add_argument("--heldout", type=int, default=16, help="held-out pass@1 on the first N demo#heldout problems (default 16; 0 skips it)")
+    parser.add_argument("--staleness", type=int, default=1, help="max_staleness of the asynchronous run (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary run directories")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = parser.parse_args()
@@ -394,8 +395,8 @@ def main() -> int:
                      "generations": GENERATIONS, "max_new_tokens": MAX_NEW_TOKENS, "lr": LR}
     try:
         driver.init()
-        print("(a) halo-ray GRPO, max_staleness 1", flush=True)
-        figures["ours_async"] = run_ours(model, tmp / "runs", "async", args.steps, 1)
+        print(f"(a) halo-ray GRPO, max_staleness {args.staleness}", flush=True)
+        figures["ours_async"] = run_ours(model, tmp / "runs", "async", args.steps, args.staleness)
         print("(b) halo-ray GRPO, max_staleness 0", flush=True)
         figures["ours_sync"] = run_ours(model, tmp / "runs", "sync", args.steps, 0)
         print("(c) TRL GRPOTrainer, CPU", flush=True)
