@@ -148,7 +148,8 @@ def pack_strategy(bundles: Sequence[Mapping[str, float]], nodes: Sequence[Mappin
     return "PACK"
 
 
-def resolve_weight_transfer(choice: str, rollout_gpus: float, learner_gpus: float, lora: bool) -> str:
+def resolve_weight_transfer(choice: str, rollout_gpus: float, learner_gpus: float, lora: bool,
+                            colocated: bool = False) -> str:
     """The transport of a run's weight syncs: ``object_store``, ``nccl`` or ``gloo``.
 
     Args:
@@ -156,17 +157,24 @@ def resolve_weight_transfer(choice: str, rollout_gpus: float, learner_gpus: floa
         rollout_gpus: ``rollout.num_gpus`` (GPUs per engine).
         learner_gpus: ``learner.num_gpus_per_rank``.
         lora: ``model.lora.enabled``: adapters always travel by object ref.
+        colocated: ``cluster.colocate``: engine ``i`` shares learner rank ``i``'s GPU, where NCCL cannot
+            make them two ranks of one group.
     Returns:
-        ``auto`` resolved (``nccl`` when engines and learner ranks are on GPUs and the full weights
-        travel, else ``object_store``); an explicit choice unchanged.
+        ``auto`` resolved (``nccl`` when engines and learner ranks are on separate GPUs and the full
+        weights travel, else ``object_store``); an explicit choice unchanged.
     Raises:
-        ConfigError: an unknown choice, a collective with LoRA, or ``nccl`` without GPUs on both sides.
+        ConfigError: an unknown choice, a collective with LoRA, ``nccl`` without GPUs on both sides, or
+            ``nccl`` between an engine and a rank on one GPU.
     """
     if choice not in WEIGHT_TRANSFERS:
         raise ConfigError(f"rollout.weight_transfer: {choice!r} is not one of {', '.join(WEIGHT_TRANSFERS)}")
     on_gpus = rollout_gpus > 0 and learner_gpus > 0
     if choice == "auto":
-        return "nccl" if on_gpus and not lora else "object_store"
+        return "nccl" if on_gpus and not lora and not colocated else "object_store"
+    if choice == "nccl" and colocated:
+        raise ConfigError("rollout.weight_transfer=nccl: cluster.colocate puts engine i and learner rank i on one GPU, "
+                          "and NCCL cannot make two ranks of one device; set rollout.weight_transfer to auto or "
+                          "object_store (weights by object ref)")
     if choice in COLLECTIVES and lora:
         raise ConfigError(f"rollout.weight_transfer={choice}: a LoRA run (model.lora.enabled) ships only the adapter, "
                           "by object ref; set rollout.weight_transfer to auto or object_store")
@@ -177,14 +185,14 @@ def resolve_weight_transfer(choice: str, rollout_gpus: float, learner_gpus: floa
     return choice
 
 
-def engine_backend(choice: str, rollout_gpus: float, lora: bool) -> str | None:
+def engine_backend(choice: str, rollout_gpus: float, lora: bool, colocated: bool = False) -> str | None:
     """The vLLM weight-transfer backend an engine is built with (``weight_transfer_config``), or None.
 
     Decided from the rollout side alone (engines start before the learner, and ``generate`` has none):
     ``auto`` on GPUs builds an ``nccl`` one, which stays unused (and costs nothing) if the learner ranks
     turn out to be on CPUs.
     """
-    if lora or choice == "object_store":
+    if lora or choice == "object_store" or (colocated and choice == "auto"):
         return None
     if choice == "auto":
         return "nccl" if rollout_gpus > 0 else None

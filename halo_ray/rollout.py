@@ -70,7 +70,7 @@ def engine_kwargs(model: ModelConfig, rollout: RolloutConfig, sleep_mode: bool =
         # The actor holds all the GPUs of its bundle; its shards run as its own subprocesses (vLLM's "mp"
         # executor), which see those GPUs. vLLM's Ray executor would ask the placement group for more.
         kwargs.update(tensor_parallel_size=rollout.tensor_parallel_size, distributed_executor_backend="mp")
-    backend = engine_backend(rollout.weight_transfer, rollout.num_gpus, model.lora.enabled)
+    backend = engine_backend(rollout.weight_transfer, rollout.num_gpus, model.lora.enabled, colocated=sleep_mode)
     if backend is not None:
         kwargs["weight_transfer_config"] = {"backend": backend}
     return kwargs

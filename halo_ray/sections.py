@@ -54,7 +54,7 @@ class RolloutConfig:
     max_num_seqs: int = opt(256, "sequences an engine decodes at once")
     enable_prefix_caching: bool = opt(True, "share KV cache across the n samples of a prompt")
     tensor_parallel_size: int = opt(1, "GPUs an engine's model is split over (vLLM tensor parallel), each with num_gpus of a card; 1 on CPU")
-    weight_transfer: str = opt("auto", "how new weights reach the engines: object_store (a Ray object ref), nccl (a collective from learner rank 0 through vLLM's weight-transfer API; GPUs), gloo (the same over CPUs); auto is nccl when engines and learner ranks are on GPUs and the full weights travel, else object_store (LoRA adapters always)", choices=WEIGHT_TRANSFERS)
+    weight_transfer: str = opt("auto", "how new weights reach the engines: object_store (a Ray object ref), nccl (a collective from learner rank 0 through vLLM's weight-transfer API; GPUs), gloo (the same over CPUs); auto is nccl when engines and learner ranks are on separate GPUs (not cluster.colocate) and the full weights travel, else object_store (LoRA adapters always)", choices=WEIGHT_TRANSFERS)
     weight_bucket_mb: int = opt(256, "largest bucket of a collective weight transfer in MiB (parameters are packed into buckets of at most this)")
 
     def validate(self) -> list[str]:
@@ -232,11 +232,13 @@ class CheckpointConfig:
         return errs
 
 
-def weight_transfer_errors(model: ModelConfig, rollout: RolloutConfig, learner: LearnerConfig) -> list[str]:
+def weight_transfer_errors(model: ModelConfig, rollout: RolloutConfig, learner: LearnerConfig,
+                           cluster: ClusterConfig) -> list[str]:
     """A job that ships weights from learner to engines: ``rollout.weight_transfer`` must suit both sides
     (``halo_ray.placement.resolve_weight_transfer``)."""
     try:
-        resolve_weight_transfer(rollout.weight_transfer, rollout.num_gpus, learner.num_gpus_per_rank, model.lora.enabled)
+        resolve_weight_transfer(rollout.weight_transfer, rollout.num_gpus, learner.num_gpus_per_rank, model.lora.enabled,
+                                cluster.colocate)
     except ConfigError as exc:
         return [str(exc)]
     return []
@@ -270,7 +272,7 @@ class RaftJobConfig:
 
     def validate(self) -> list[str]:
         return (stream_schedule_errors(self.learner, "RAFT trains on what each step keeps")
-                + weight_transfer_errors(self.model, self.rollout, self.learner))
+                + weight_transfer_errors(self.model, self.rollout, self.learner, self.cluster))
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,7 @@ class GRPOJobConfig:
 
     def validate(self) -> list[str]:
         return (stream_schedule_errors(self.learner, "GRPO's depend on the groups each step keeps")
-                + weight_transfer_errors(self.model, self.rollout, self.learner))
+                + weight_transfer_errors(self.model, self.rollout, self.learner, self.cluster))
 
 
 @dataclass(frozen=True)
@@ -475,7 +477,7 @@ class OnlineDPOJobConfig:
             errs.append("learner.micro_batch_size: a DPO pair (chosen and rejected) needs 2 sequences per micro-batch, "
                         f"got {self.learner.micro_batch_size}")
         return (errs + stream_schedule_errors(self.learner, "online DPO's depend on the pairs each step forms")
-                + weight_transfer_errors(self.model, self.rollout, self.learner))
+                + weight_transfer_errors(self.model, self.rollout, self.learner, self.cluster))
 
 
 JOB_CONFIGS["online_dpo"] = OnlineDPOJobConfig
@@ -560,7 +562,7 @@ class SRLJobConfig:
             errs.append("rollout.samples_per_prompt: GRPO needs at least 2 samples per prompt to form a group "
                         f"advantage, got {self.rollout.samples_per_prompt}")
         return (errs + stream_schedule_errors(self.learner, "SRL's depend on the groups each step keeps")
-                + weight_transfer_errors(self.model, self.rollout, self.learner))
+                + weight_transfer_errors(self.model, self.rollout, self.learner, self.cluster))
 
 
 JOB_CONFIGS["srl"] = SRLJobConfig

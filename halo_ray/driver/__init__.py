@@ -262,7 +262,7 @@ class RolloutGroup:
         from halo_ray.actors.learner import gather
 
         backend = resolve_weight_transfer(self.rollout.weight_transfer, self.rollout.num_gpus,
-                                          learner.config.num_gpus_per_rank, self.model.lora.enabled)
+                                          learner.config.num_gpus_per_rank, self.model.lora.enabled, self.colocated)
         if backend == "object_store":
             self.update_weights(learner.rollout_weights_ref(), version)
             return

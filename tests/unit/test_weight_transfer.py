@@ -170,3 +170,18 @@ def test_gloo_sender_and_vllm_engine_exchange_buckets_in_one_process():
         senders[0].send(iter(named[::-1]), meta)
     senders[0].close()
     engine.shutdown()
+
+
+def test_a_colocated_run_ships_weights_by_ref_not_nccl():
+    """Engine i and learner rank i share one GPU: NCCL cannot make them two ranks of one group."""
+    from halo_ray.config import load_config
+    from halo_ray.sections import GRPOJobConfig
+
+    assert resolve_weight_transfer("auto", 0.5, 0.5, False, colocated=True) == "object_store"
+    assert engine_backend("auto", 0.5, False, colocated=True) is None
+    with pytest.raises(ConfigError, match=r"weight_transfer=nccl: cluster.colocate .* one GPU"):
+        resolve_weight_transfer("nccl", 1, 1, False, colocated=True)
+    gpus = ["rollout.num_gpus=1", "learner.num_gpus_per_rank=1", "cluster.colocate=true"]
+    assert load_config(GRPOJobConfig, None, gpus).cluster.colocate  # auto: fine
+    with pytest.raises(ConfigError, match=r"cluster.colocate puts engine i and learner rank i on one GPU"):
+        load_config(GRPOJobConfig, None, gpus + ["rollout.weight_transfer=nccl"])
