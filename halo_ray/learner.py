@@ -19,6 +19,7 @@ sibling directory and renamed into place, so a killed run leaves the previous ch
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from typing import Any, Sequence
 
 from halo_ray.errors import ConfigError, ModelError
 from halo_ray.learner_plan import mean_finite, plan_micro_batches, step_norms
-from halo_ray.objectives import build_objective
+from halo_ray.objectives import IGNORE_INDEX, build_objective
 from halo_ray.sections import LearnerConfig, ModelConfig, ObjectiveConfig
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ class Learner:
         except (OSError, ValueError) as exc:
             raise ModelError(f"{model.path}: transformers could not load the model: {exc}") from exc
         net.config.use_cache = False
+        # transformers' causal LMs take ``logits_to_keep`` (the LM head on the last columns only)
+        self._logits_to_keep = "logits_to_keep" in inspect.signature(net.forward).parameters
         if learner.gradient_checkpointing:
             net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if model.lora.enabled:
@@ -157,9 +160,20 @@ class Learner:
 
         from halo_ray.objectives import token_logprobs
 
+        labels, mask = batch["labels"], batch["mask"]
+        # Logits only from the first column that predicts a completion token of any row on (the prompt
+        # before it takes no loss): the LM head, the softmax and the entropy skip those columns (with a
+        # large vocabulary the (B, T, V) logits are most of the memory). Left of them logp is 0, as masked.
+        width = labels.shape[1]
+        labelled = (labels != IGNORE_INDEX).any(dim=0).nonzero()
+        skip = max(int(labelled[0]) - 1, 0) if len(labelled) and self._logits_to_keep else 0
         with torch.set_grad_enabled(grad):
-            logits = module(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            logp = token_logprobs(logits, batch["labels"], temperature) * batch["mask"]
+            kwargs = {"logits_to_keep": width - skip} if skip else {}
+            logits = module(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs).logits
+            logp = token_logprobs(logits, labels[:, skip:], temperature)
+            if skip:
+                logp = torch.nn.functional.pad(logp, (skip, 0))
+            logp = logp * mask
         ent = None
         if entropy:
             from trl.trainer.utils import entropy_from_logits
@@ -167,6 +181,8 @@ class Learner:
             with torch.no_grad():
                 shifted = logits[:, :-1].detach().float()
                 ent = entropy_from_logits(shifted / temperature if temperature not in (0.0, 1.0) else shifted)
+                if skip:
+                    ent = torch.nn.functional.pad(ent, (skip, 0))
         return logp, ent
 
     def _batch(self, examples: Sequence[dict], micro: list[int] | None) -> tuple[dict, list[int]]:

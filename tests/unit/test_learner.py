@@ -215,3 +215,31 @@ def test_one_step_call_skips_the_old_policy_pass_with_the_same_update(tiny_dir, 
     assert any(not torch.equal(skipped[k], untrained[k]) for k in skipped)  # it trained
     _, m_two, n_two = trained(False, epochs=2)
     assert m_two["steps"] == 2 and n_two == 1
+
+
+def test_logits_only_from_the_first_completion_column_change_nothing(tiny_dir):
+    """The LM head runs only from the first column that predicts a completion token (``logits_to_keep``):
+    log-probs, entropy and gradients equal those of full logits, for prompts of different lengths."""
+    learner = Learner(ModelConfig(path=tiny_dir, max_model_len=128), dataclasses.replace(LEARNER, micro_batch_size=8),
+                      ObjectiveConfig(name="sft"))
+    exs = [tokenize_pair(learner.tokenizer, "def f(x):\n" + "    # pad\n" * k + "    ", f"return x + {k}\n")
+           for k in range(4)]
+    batch, _ = learner._batch(exs, list(range(len(exs))))
+    first = int((batch["labels"] != -100).any(dim=0).nonzero()[0])
+    assert first >= 3  # prompt columns that every row skips
+
+    def run(trim: bool):
+        learner._logits_to_keep = trim
+        learner.engine.module.zero_grad()
+        logp, ent = learner._forward(learner.engine.module, batch, 0.7, grad=True, entropy=True)
+        (logp.sum()).backward()
+        grads = {n: p.grad.clone() for n, p in learner.engine.module.named_parameters() if p.grad is not None}
+        return logp.detach(), ent, grads
+
+    full, trimmed = run(False), run(True)
+    assert full[0].shape == trimmed[0].shape == batch["mask"].shape
+    assert torch.allclose(full[0], trimmed[0], atol=1e-5)
+    assert float((full[0] != 0).sum()) == float(batch["mask"].sum())
+    mask = batch["mask"].bool()
+    assert torch.allclose(full[1][mask], trimmed[1][mask], atol=1e-5)
+    assert full[2].keys() == trimmed[2].keys() and all(torch.allclose(full[2][k], trimmed[2][k], atol=1e-6) for k in full[2])
