@@ -1288,7 +1288,6 @@ def _bind_names(judge, names):
 
 # ---------------------------------------------------------------- speculation
 
-_PLAN_CACHE = {}
 PLAN_MAX_CALLS = 256
 _STOP_EXPR = ("Lambda", "ListComp", "SetComp", "DictComp", "GeneratorExp", "BoolOp", "IfExp", "Dict", "Await",
               "Yield", "YieldFrom", "NamedExpr", "Starred")
@@ -1298,7 +1297,7 @@ class _Stop(Exception):
     pass
 
 
-def speculation_plan(tests, entry, call_check, hooks):
+def speculation_plan(tests, entry, call_check, hooks, tree=None):
     """The calls of the program that straight-line tests will make, in order, with literal arguments.
 
     The child runs them right after loading and streams the answers, so that the tests do not wait
@@ -1307,22 +1306,23 @@ def speculation_plan(tests, entry, call_check, hooks):
     comprehensions, a call with a computed argument). The judge uses an answer only while the tests
     make exactly the planned calls; at the first difference it starts a fresh child and replays the
     calls used so far (see ``Judge.diverge``), so a deterministic program is judged exactly as
-    without the plan.
+    without the plan. Made by the host (``halo_ray.verifiers.python``, which caches it per tests);
+    ``tree``: the tests already parsed (``ast.parse(tests)``), else they are parsed here.
     """
-    key = (tests, entry, bool(call_check))
-    plan = _PLAN_CACHE.get(key)
-    if plan is not None:
-        return plan
     import ast
 
     plan = []
     try:
-        tree = ast.parse(tests)
-        stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
-        defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-        imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
-                    for a in n.names}
-        free = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        if tree is None:
+            tree = ast.parse(tests)
+        stored, defined, imported, free = set(), set(), set(), set()
+        for n in ast.walk(tree):  # one walk (each walk of a HumanEval test file costs about 1 ms)
+            if isinstance(n, ast.Name):
+                (free if isinstance(n.ctx, ast.Load) else stored).add(n.id)
+            elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defined.add(n.name)
+            elif isinstance(n, (ast.Import, ast.ImportFrom)):
+                imported.update((a.asname or a.name).split(".")[0] for a in n.names)
         targets = {n: n for n in free - stored - defined - imported - set(dir(builtins)) - set(hooks)}
         check = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
 
@@ -1396,11 +1396,7 @@ def speculation_plan(tests, entry, call_check, hooks):
             encoded.append([name, [encode(a, refuse) for a in args], {k: encode(v, refuse) for k, v in kwargs.items()}])
         except (_Stop, ValueError, RecursionError):
             break
-    plan = encoded
-    if len(_PLAN_CACHE) >= TESTS_CACHE_SIZE:
-        _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
-    _PLAN_CACHE[key] = plan
-    return plan
+    return encoded
 
 
 def _start_python(judge, units):

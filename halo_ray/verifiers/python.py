@@ -26,12 +26,13 @@ PASS_HOOK = f"__halo_pass_{secrets.token_hex(6)}"
 FAIL_HOOK = f"__halo_fail_{secrets.token_hex(6)}"
 
 
-def split_units(tests: str, where: str) -> tuple[str, int, bool]:
+def split_units(tests: str, where: str) -> tuple[str, int, bool, ast.Module]:
     """Rewrite ``tests`` so that each assertion statement reports its own outcome.
 
-    Returns ``(source, units, defines_check_uncalled)``; the rewritten source calls ``PASS_HOOK``
-    and ``FAIL_HOOK``. Raises DataError when the tests do not parse (the tests are input data).
-    Cached: a prompt's tests are checked once per sample.
+    Returns ``(source, units, defines_check_uncalled, tree)``; the rewritten source calls ``PASS_HOOK``
+    and ``FAIL_HOOK``, ``tree`` is its syntax tree (read it, never change it: it is cached). Raises
+    DataError when the tests do not parse (the tests are input data). Cached: a prompt's tests are
+    rewritten once, not once per sample.
     """
     try:
         return _split_units(tests)
@@ -40,7 +41,7 @@ def split_units(tests: str, where: str) -> tuple[str, int, bool]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _split_units(tests: str) -> tuple[str, int, bool]:
+def _split_units(tests: str) -> tuple[str, int, bool, ast.Module]:
     tree = ast.parse(tests, "<tests>")
     pass_hook, fail_hook = PASS_HOOK, FAIL_HOOK
     units = 0
@@ -74,15 +75,17 @@ def _split_units(tests: str) -> tuple[str, int, bool]:
     if tests.strip() and not units:
         units = 1  # no assertion to split: the tests as a whole are one unit
     # ast.unparse needs no source locations (fix_missing_locations was 40% of the planning time).
-    return ast.unparse(tree), units, check is not None and not called
+    return ast.unparse(tree), units, check is not None and not called, tree
 
 
 @functools.lru_cache(maxsize=4096)
-def _plan(source: str, entry: str | None, call_check: bool) -> list:
-    """The calls the judge may speculate for these tests (``sandbox_worker.speculation_plan``)."""
+def _plan(tests: str, entry: str | None, call_check: bool) -> list:
+    """The calls the judge may speculate for these (original) tests (``sandbox_worker.speculation_plan``
+    on the rewritten tree that ``split_units`` cached)."""
     from halo_ray.sandbox_worker import speculation_plan
 
-    return speculation_plan(source, entry, call_check, (PASS_HOOK, FAIL_HOOK))
+    source, _, _, tree = _split_units(tests)
+    return speculation_plan(source, entry, call_check, (PASS_HOOK, FAIL_HOOK), tree=tree)
 
 
 def _has_assert(stmt: ast.AST) -> bool:
@@ -133,12 +136,12 @@ class PythonTestsVerifier:
         if not tests and record.get("test_cases"):
             return {"kind": "python_stdio", "code": code, "cases": record_cases(record)}
         setup = self.setup(record)
-        source, units, uncalled = split_units(setup + tests, f"record {record.get('id')!r}")
+        source, units, uncalled, _ = split_units(setup + tests, f"record {record.get('id')!r}")
         entry = record.get("entry_point") or None
         call_check = bool(entry) and uncalled
         return {"kind": "python", "code": code, "tests": source, "units": units, "entry_point": entry,
                 "call_check": call_check, "pass_hook": PASS_HOOK, "fail_hook": FAIL_HOOK,
-                "plan": _plan(source, entry, call_check)}
+                "plan": _plan(setup + tests, entry, call_check)}
 
 
 VERIFIERS.register("python")(PythonTestsVerifier)
