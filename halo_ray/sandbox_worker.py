@@ -591,7 +591,13 @@ def zygote_main(cfg, sock, judge_pid):
                         os.close(f)
                     sock.send(json.dumps(["pid", pid]).encode())
                 elif msg[0] == "clean":
-                    for pidfd in children.values():
+                    for pid, pidfd in children.items():  # the check's own children first: one scan finds none
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                            if select.select([pidfd], [], [], CLEAN_BUDGET_S)[0]:  # else the scan reports it
+                                os.waitpid(pid, 0)
+                        except (ProcessLookupError, ChildProcessError):
+                            pass
                         os.close(pidfd)
                     children.clear()
                     drop_standby()
