@@ -1,6 +1,8 @@
 """The stream's driver side, shared by every algorithm's loop: ``Stream`` keeps rollouts in flight
 up to ``max_staleness`` policy versions ahead and hands learner steps their groups as chunks finish
-(``ray.wait``); plus the verifier handle, held-out evaluation, the timeline and checkpoints on disk.
+(``ray.wait``); plus the verifier handle, the retry rule of a failed chunk and checkpoints on disk.
+Held-out evaluation (``driver/evaluation.py``) and the timeline (``driver/timeline.py``) live in their
+own modules and are re-exported here.
 
 ``submit_scored`` chains rollout refs into verifier refs, so verification of a chunk starts as soon
 as that chunk is sampled, without the driver touching the data.
@@ -17,12 +19,12 @@ from pathlib import Path
 
 import ray
 
-from halo_ray.bench.passk import pass_at_k
-from halo_ray.bench.score import score_results
 from halo_ray.driver import ROLLOUT_TRIES, RolloutGroup, placement, worth_retrying
+# Held-out evaluation and the timeline live in their own modules; imported from here as before.
+from halo_ray.driver.evaluation import evaluate, evaluate_stage, per_problem_pass1, stage_summary  # noqa: F401
+from halo_ray.driver.timeline import Timeline
 from halo_ray.errors import ConfigError
-from halo_ray.samples import EVAL_COLUMNS, concat
-from halo_ray.sections import EvalConfig, RolloutConfig, StreamConfig
+from halo_ray.sections import RolloutConfig, StreamConfig
 from halo_ray.stream import StreamBuffer, StreamState, group_rows, prompt_at
 from halo_ray.verifiers import SUCCESS, VERDICTS, VerifierConfig
 
@@ -110,49 +112,6 @@ def heal_for_retry(rollout: RolloutGroup, verifiers: VerifierGroup, exc: BaseExc
         raise exc
 
 
-def evaluate(rollout: RolloutGroup, verifiers: VerifierGroup, heldout: list[dict], cfg: EvalConfig,
-             max_new_tokens: int, name: str, chunk_size: int = 32) -> tuple[dict, "object"]:
-    """pass@1 of the current weights on held-out problems.
-
-    Samples ``cfg.samples`` completions per problem with the evaluation seed (the same for every
-    stage, so stages are paired problem by problem), verifies them and scores them with the
-    benchmark's scorer. Returns ``(results, scored_table)``; ``results`` is a benchmark
-    results dict (``pass_at_k``, ``verdicts``, ``per_problem``...) plus ``name``; the table holds only
-    ``samples.EVAL_COLUMNS`` (the verifier actors send no token ids or texts for an evaluation).
-    """
-    started = time.perf_counter()
-    by_id = {p["id"]: p for p in heldout}
-    for attempt in range(1, ROLLOUT_TRIES + 1):
-        refs = submit_scored(rollout, verifiers, by_id, sorted(by_id), chunk_size, columns=EVAL_COLUMNS, n=cfg.samples,
-                             temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=max_new_tokens, seed=cfg.seed)
-        try:
-            table = concat(ray.get(refs))
-            break
-        except ray.exceptions.RayError as exc:  # an actor died: heal, and sample again (same seed, same samples)
-            log.error("evaluation %s failed (%s); healing the engines and trying again", name, type(exc).__name__)
-            heal_for_retry(rollout, verifiers, exc, attempt)
-    rows = table.to_pylist()
-    grouped: dict[str, list[dict]] = {}
-    for r in rows:
-        grouped.setdefault(r["prompt_id"], []).append(r)
-    elapsed = time.perf_counter() - started
-    results = score_results(heldout, grouped, [1], model=f"{rollout.model.path}@v{rollout.version}",
-                            timing={"total_s": elapsed})
-    results["name"] = name
-    log.info("eval %s: pass@1 %.3f over %d problems (%.1f s)", name, results["pass_at_k"]["1"], len(heldout), elapsed)
-    return results, table
-
-
-def stage_summary(results: dict) -> dict:
-    """The per-stage entry of ``report.json``."""
-    return {"name": results["name"], "pass_at_1": results["pass_at_k"]["1"],
-            "reward_mean": results.get("reward_mean"), "verdicts": results["verdicts"]}
-
-
-def per_problem_pass1(results: dict) -> dict[str, float]:
-    return {p["id"]: pass_at_k(p["n"], p["c"], 1) for p in results["per_problem"]}
-
-
 def checkpoint_dir(run: Path, step: int) -> Path:
     return run / "checkpoints" / f"step_{step:04d}"
 
@@ -173,66 +132,6 @@ def prune_checkpoints(run: Path, keep: int) -> None:
 
 def idle_fraction(busy_s: float, wall_s: float, workers: int = 1) -> float:
     return max(0.0, 1.0 - busy_s / max(wall_s * workers, 1e-9))
-
-
-class Timeline:
-    """Spans of the stream (sampling, verification, training, weight sync, driver waits) for a
-    Chrome-trace / Perfetto JSON (``ui.perfetto.dev`` opens it) and a PNG Gantt chart."""
-
-    def __init__(self):
-        self.t0 = time.perf_counter()
-        self.spans: list[tuple[str, str, float, float]] = []  # (track, name, start_s, end_s)
-
-    def add(self, track: str, name: str, start: float, end: float) -> None:
-        self.spans.append((track, name, start - self.t0, max(end, start) - self.t0))
-
-    def busy(self, track: str, since: float = 0.0) -> float:
-        """Seconds the track was busy after ``since`` (overlapping spans count once)."""
-        total, edge = 0.0, since - self.t0
-        for _, _, a, b in sorted((s for s in self.spans if s[0] == track), key=lambda s: s[2]):
-            a = max(a, edge)
-            if b > a:
-                total += b - a
-                edge = b
-        return total
-
-    def write(self, folder: Path, plot: bool = True) -> None:
-        """``timeline.json`` and, with ``plot``, ``timeline.png`` (the plot costs about 0.2 s: runs draw it at the end)."""
-        from halo_ray.io import write_json
-
-        tracks = sorted({s[0] for s in self.spans})
-        events = [{"name": "thread_name", "ph": "M", "pid": 1, "tid": tracks.index(t), "args": {"name": t}} for t in tracks]
-        events += [{"name": name, "cat": track, "ph": "X", "pid": 1, "tid": tracks.index(track),
-                    "ts": round(a * 1e6), "dur": round((b - a) * 1e6)} for track, name, a, b in self.spans]
-        write_json(folder / "timeline.json", {"traceEvents": events, "displayTimeUnit": "ms"})
-        if not plot:
-            return
-        try:
-            self._plot(folder / "timeline.png", tracks)
-        except Exception as exc:  # a plot must never cost the run
-            log.warning("timeline plot failed: %s", exc)
-
-    def _plot(self, path: Path, tracks: list[str]) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from halo_ray.io import atomic_write
-
-        fig, ax = plt.subplots(figsize=(10, 0.6 * len(tracks) + 1.2))
-        colours = plt.get_cmap("tab10")
-        for i, t in enumerate(tracks):
-            bars = [(a, b - a) for track, _, a, b in self.spans if track == t]
-            ax.broken_barh(bars, (i - 0.4, 0.8), color=colours(i % 10))
-        ax.set_yticks(range(len(tracks)), tracks)
-        ax.set_xlabel("seconds since the stream started")
-        ax.set_xlim(left=0)
-        ax.set_title("stream timeline (gaps are idle hardware)")
-        fig.tight_layout()
-        with atomic_write(path, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=100)
-        plt.close(fig)
 
 
 class Stream:
@@ -397,16 +296,6 @@ def stream_run(config, job: str, resume: bool):
         run.close()
         for part in reversed(parts):  # the last started first: a colocated learner's group outlives the engines
             part.shutdown()
-
-
-def evaluate_stage(run, rollout, verifiers, heldout: list, config, name: str, stages: list) -> float:
-    """Held-out pass@1 of the current weights as stage ``name``: ``eval/<name>.json``, appended to ``stages``."""
-    from halo_ray.io import write_json
-
-    results, _ = evaluate(rollout, verifiers, heldout, config.eval, config.rollout.max_new_tokens, name)
-    write_json(run.path / "eval" / f"{name}.json", results)
-    stages.append(stage_summary(results))
-    return results["pass_at_k"]["1"]
 
 
 def begin(run, config, heldout: list, rollout, verifiers, learner, resume: bool, progress) -> dict:
