@@ -245,15 +245,18 @@ def load_demo(opts: SourceOptions) -> list[Problem]:
 @SOURCES.register("srl")
 def load_srl(opts: SourceOptions) -> list[Problem]:
     """SRL ast-grep refactoring tasks with their teacher traces (metadata.stage train/heldout; srl_trace verifier):
-    the built-in tasks (``srl``), or the deterministic synthetic slice of one-file Python renames (``srl:synthetic``)."""
+    the built-in tasks (``srl``), or the deterministic synthetic slice of one-file Python renames (``srl:synthetic``,
+    ``srl:synthetic:N`` for N training tasks)."""
     from halo_ray.srl.prompts import student_prompt
-    from halo_ray.srl.synthetic import synthetic_tasks
+    from halo_ray.srl.synthetic import DEFAULT_TRAIN, synthetic_tasks
     from halo_ray.srl.tasks import builtin_tasks
 
-    if opts.arg not in (None, "", "synthetic"):
+    kind, _, count = (opts.arg or "").partition(":")
+    if kind not in ("", "synthetic") or (count and not (kind and count.isdigit() and 0 < int(count) <= DEFAULT_TRAIN)):
         raise ConfigError(f"srl:{opts.arg}: the srl source takes no argument but 'synthetic' (srl:synthetic, the "
-                          f"synthetic slice); keep one split with srl#train or srl#heldout. {SPEC_GRAMMAR}")
-    tasks = synthetic_tasks() if opts.arg == "synthetic" else builtin_tasks()
+                          f"synthetic slice) or 'synthetic:N' (its first N training tasks, 1 <= N <= {DEFAULT_TRAIN}, "
+                          f"and the same held-out ones); keep one split with srl#train or srl#heldout. {SPEC_GRAMMAR}")
+    tasks = builtin_tasks() if not kind else synthetic_tasks(int(count)) if count else synthetic_tasks()
     # split too (heldout tasks are the test split), so that srl#train is not given a seeded split. The teacher
     # trace is also the SFT completion (metadata.completion), for a warm start on the same tasks.
     return [Problem(id=f"srl/{t.id}", prompt=student_prompt(t), language=t.language, source="srl",

@@ -56,7 +56,7 @@ def anchors_for(task: Task, pool: Sequence[Task], k: int) -> list[Task]:
 
 def messages(task: Task, anchors: Sequence[Task] = ()) -> list[dict]:
     """Chat messages: the system role, each anchor as a user/assistant exchange, then the task."""
-    out = [{"role": "system", "content": SYSTEM}]
+    out = [{"role": "system", "content": task.system or SYSTEM}]
     for anchor in anchors:
         out += [{"role": "user", "content": anchor.prompt()}, {"role": "assistant", "content": anchor.teacher}]
     out.append({"role": "user", "content": task.prompt()})
@@ -65,7 +65,7 @@ def messages(task: Task, anchors: Sequence[Task] = ()) -> list[dict]:
 
 def student_prompt(task: Task) -> str:
     """The plain-text prompt a student completes on the stream (no chat template): the system role, then the task."""
-    return f"{SYSTEM}\n\n{task.prompt()}\nAnswer:\n"
+    return f"{task.system or SYSTEM}\n\n{task.prompt()}\nAnswer:\n"
 
 
 def close_trace(text: str) -> str:

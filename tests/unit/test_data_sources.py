@@ -127,15 +127,47 @@ def test_the_synthetic_srl_slice_is_deterministic_and_its_teacher_actions_pass()
     from halo_ray.srl.synthetic import synthetic_tasks
 
     train, heldout = problems_from_spec("srl:synthetic#train"), problems_from_spec("srl:synthetic#heldout")
-    assert len(train) == 200 and len(heldout) == 40
+    assert len(train) == 4000 and len(heldout) == 40
     assert [p.id for p in heldout] == [p.id for p in problems_from_spec("srl:synthetic#heldout")]
     tasks = synthetic_tasks()
     assert len({t.id for t in tasks}) == len(tasks)
-    pairs = {(t.teacher_trace.action.pattern, t.teacher_trace.action.replacement) for t in tasks}
-    assert len(pairs) == len(tasks), "every task needs its own action"
+    actions = {(a.pattern, a.replacement, a.paths) for a in (t.teacher_trace.action for t in tasks)}
+    assert len(actions) == len(tasks), "every task needs its own action"
+
+    def pair(task):
+        action = task.teacher_trace.action
+        return action.pattern.split("(")[0].split(".")[-1], action.replacement.split("(")[0].split(".")[-1]
+
+    held_pairs = {pair(t) for t in tasks if t.split == "heldout"}
+    assert len(held_pairs) == 40 and not held_pairs & {pair(t) for t in tasks if t.split == "train"}
     for task in tasks[:4]:  # the sandbox run of the tests is tests/integration/test_srl_execute.py's
         files, report = apply_action(task.teacher_trace.action, task.files)
         assert report["ok"] and files != task.files
+        # the instruction, read last, names the file and both names in the action's order
+        assert task.prompt().rstrip().endswith(task.instruction) and task.instruction.index(pair(task)[0]) < \
+            task.instruction.index(pair(task)[1]) and task.instruction.index(next(iter(task.files))) < task.instruction.index(pair(task)[0])
+    with pytest.raises(ConfigError, match="heldout"):
+        synthetic_tasks(train=10, heldout=0)
+
+
+def test_the_synthetic_names_are_one_token_each_of_the_tiny_tokenizer(tmp_path):
+    # what makes the slice copyable by the two-layer tiny model (halo_ray/srl/synthetic.py); a tokenizer change that
+    # splits a word must change WORDS too
+    import builtins
+    import keyword
+    import sys
+
+    from transformers import AutoTokenizer
+
+    from halo_ray.srl.synthetic import WORDS
+    from halo_ray.tiny import init_tiny
+
+    tok = AutoTokenizer.from_pretrained(init_tiny(tmp_path / "tiny"))
+    for before in ("", "`", '"', ".", "_", "def ", "x.", ' "'):
+        width = len(tok(before, add_special_tokens=False)["input_ids"])
+        split = [w for w in WORDS if len(tok(before + w, add_special_tokens=False)["input_ids"]) != width + 1]
+        assert not split, (before, split)
+    assert not [w for w in WORDS if keyword.iskeyword(w) or hasattr(builtins, w) or w in sys.stdlib_module_names]
 
 
 def test_splits_stable_under_shuffled_input():

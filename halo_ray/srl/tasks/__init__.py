@@ -33,17 +33,17 @@ class Task:
     checks: dict[str, str]
     tests: str
     teacher: str = field(repr=False)
+    system: str = ""  # the system role students and teachers read; empty: the full SRL role (prompts.SYSTEM)
 
     @property
     def teacher_trace(self) -> Trace:
         return parse_trace(self.teacher)
 
     def prompt(self) -> str:
-        """The user turn a model sees: the instruction, then every repository file."""
-        parts = [f"Task: {self.instruction}", f"Language: {self.language}", "Repository:"]
-        for path in sorted(self.files):
-            parts.append(f"--- {path}\n{self.files[path].rstrip()}")
-        return "\n".join(parts) + "\n"
+        """The user turn a model sees: every repository file, then the language and the instruction, last (next to
+        the answer, where a small model attends best)."""
+        parts = ["Repository:"] + [f"--- {path}\n{self.files[path].rstrip()}" for path in sorted(self.files)]
+        return "\n".join(parts + [f"Language: {self.language}", f"Task: {self.instruction}"]) + "\n"
 
 
 def _read_tree(folder: Path) -> dict[str, str]:
