@@ -569,12 +569,13 @@ JOB_CONFIGS["srl"] = SRLJobConfig
 
 
 def _demo_srl_sft() -> SFTJobConfig:
-    # A short warm start on the synthetic training tasks' teacher traces: enough that the tiny model writes the
-    # three blocks, not enough to copy every identifier, so SRL's rewards have something left to teach.
+    # A warm start on the 4000 synthetic training tasks' teacher traces: 1000 steps of 8, enough that the tiny model
+    # writes the three blocks and has learnt to copy names from the instruction, not to copy every one, so SRL's
+    # rewards have something left to teach (fewer distinct tasks or steps and it copies none: README, SRL).
     return SFTJobConfig(
         data=DataConfig(train="srl:synthetic#train"),
-        learner=LearnerConfig(lr=2e-3, lr_schedule="cosine", warmup_steps=10, epochs=6, micro_batch_size=8,
-                              weight_decay=0.0, zero_stage=0),
+        learner=LearnerConfig(lr=2e-3, lr_schedule="cosine", warmup_steps=10, epochs=2, micro_batch_size=8,
+                              weight_decay=0.0, zero_stage=0, num_cpus_per_rank=2.0),  # alone on the demo's two cores
         logging=LoggingConfig(name="srl_sft"),
     )
 

@@ -44,6 +44,7 @@ def test_srl_demo_evaluates_held_out_tasks_after_sft_and_after_srl(ray_session, 
     # a tiny schedule: the mechanics (stages, paired tests, report), not learning (the 15-minute demo shows that)
     out = tmp_path / "demo-srl"
     cmd = [HALO_RAY, "demo", "--algorithm", "srl", "--output", str(out), "--set", "srl_sft.learner.epochs=1",
+           "--set", "srl_sft.data.train=srl:synthetic:64#train",
            "--set", "srl.stream.num_steps=1", "--set", "srl.stream.prompts_per_step=4", "--set", "srl.stream.chunk_prompts=4",
            "--set", "srl.rollout.samples_per_prompt=2", "--set", "srl.rollout.max_new_tokens=48",
            "--set", "srl.eval.samples=1", "--set", "srl.objective.grpo.filter_zero_variance=false"]
@@ -51,7 +52,7 @@ def test_srl_demo_evaluates_held_out_tasks_after_sft_and_after_srl(ray_session, 
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     report = json.loads((out / "report.json").read_text())
-    assert [s["name"] for s in report["stages"]] == ["sft", "srl_step_1"]
+    assert [s["name"] for s in report["stages"]] == ["base", "sft", "srl_step_1"]
     for stage in report["stages"]:
         assert stage["problems"] == 40
         assert 0 <= stage["action_fidelity"] <= 1 and 0 <= stage["execution_success"] <= 1
@@ -59,12 +60,15 @@ def test_srl_demo_evaluates_held_out_tasks_after_sft_and_after_srl(ray_session, 
         assert json.loads(Path(stage["eval"]).read_text())["tasks"] == "srl:synthetic#heldout"
     comparison = report["comparison"]
     assert comparison["baseline_stage"] == "sft" and comparison["metric"] == "action_fidelity"
-    assert comparison["baseline"] == report["stages"][0]["action_fidelity"]
+    assert comparison["baseline"] == report["stages"][1]["action_fidelity"]
     assert comparison["final"] == report["stages"][-1]["action_fidelity"]
+    over_base = comparison["over_base"]["execution_success"]
+    assert over_base["baseline"] == report["stages"][0]["execution_success"] == 0.0, "the untrained model passes nothing"
+    assert over_base["final"] == report["stages"][-1]["execution_success"]
     assert "ttest_rel" in comparison["test"] and "40 held-out tasks" in comparison["test"]
     assert set(comparison["execution_success"]) >= {"baseline", "final", "p_value", "test"}
     assert report["accounting"]["generated"] == 4 * 2
     assert (out / "stages.png").read_bytes()[:4] == b"\x89PNG"
     init = json.loads((out / "model-init" / "tokenizer_config.json").read_text())
     assert init["srl_schema_version"], "the tags are tokens of their own from the start"
-    assert "SRL vs SFT" in done.stdout
+    assert "SRL vs SFT" in done.stdout and "SFT then SRL vs the base" in done.stdout
