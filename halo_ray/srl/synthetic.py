@@ -79,8 +79,8 @@ def synthetic_tasks(train: int = DEFAULT_TRAIN, heldout: int = DEFAULT_HELDOUT, 
     """``heldout`` held-out tasks then ``train`` training tasks (ids ``synthetic_<index>_<kind>_<old>_<new>``).
 
     Each held-out task has a pair of names of its own; training tasks draw (pair, module) from the other pairs, no
-    two alike. The held-out tasks do not depend on ``train``, and fewer training tasks are a prefix of more. Raises ConfigError when the counts
-    do not make sense.
+    two alike. The held-out tasks do not depend on ``train``, and fewer training tasks are a prefix of more.
+    Raises ConfigError when the counts do not make sense.
     """
     pairs = [(old, new) for old in WORDS for new in WORDS if old != new]
     rng = random.Random(seed)
@@ -90,7 +90,7 @@ def synthetic_tasks(train: int = DEFAULT_TRAIN, heldout: int = DEFAULT_HELDOUT, 
         raise ConfigError(f"srl synthetic tasks: need 0 < heldout ({heldout}) < {len(pairs)} (the pairs of names) "
                           f"and 0 < train ({train}) <= {most}")
     modules = random.Random(seed + 1)
-    draws = [(pairs[:heldout][i], modules.choice(WORDS), "heldout") for i in range(heldout)]
+    draws = [(pairs[i], modules.choice(WORDS), "heldout") for i in range(heldout)]
     order = random.Random(seed + 2).sample(range(most), most)  # (pair, module), no two alike; a prefix per train
     draws += [(pairs[heldout + d // len(WORDS)], WORDS[d % len(WORDS)], "train") for d in order[:train]]
     return tuple((_call_rename if i % 2 == 0 else _method_rename)(i, old, new, module, split)
