@@ -2,7 +2,8 @@
 user created for the test, through bubblewrap's user namespaces.
 
 The interpreter of this checkout may live below ``/root`` (mode 0700): the test grants others the
-traverse bit on the folders above it for the run and restores their modes afterwards.
+traverse bit on the folders above it (and the list bit on a checkout others cannot list) for the run and
+restores their modes afterwards.
 """
 
 from __future__ import annotations
@@ -23,16 +24,19 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITES = ["tests/unit/test_integrity.py", "tests/unit/test_sandbox_hostile.py"]
 
 
-def _folders_to_open() -> list[Path]:
-    """Every folder above the interpreter, the checkout and the import path that others cannot traverse."""
+def _folders_to_open() -> dict[Path, int]:
+    """The mode bits others lack: traverse on every folder above the interpreter, the checkout and the import
+    path; list on the checkout itself (a clone into ``mktemp -d`` is mode 0700), where pytest starts."""
     paths = {Path(sys.executable), Path(os.path.realpath(sys.executable)), ROOT,
              *(Path(p) for p in sys.path if p.startswith("/") and os.path.isdir(p))}
-    closed = set()
+    closed: dict[Path, int] = {}
     for path in paths:
         for parent in [path, *path.parents]:
             if parent.is_dir() and not parent.stat().st_mode & stat.S_IXOTH:
-                closed.add(parent)
-    return sorted(closed)
+                closed[parent] = stat.S_IXOTH
+    if not ROOT.stat().st_mode & stat.S_IROTH:
+        closed[ROOT] = closed.get(ROOT, 0) | stat.S_IROTH
+    return closed
 
 
 @pytest.mark.slow
@@ -42,10 +46,11 @@ def _folders_to_open() -> list[Path]:
 def test_hostile_suites_pass_as_an_ordinary_user():
     if subprocess.run(["id", "-u", USER], capture_output=True).returncode != 0:
         subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", USER], check=True)
-    opened = {p: p.stat().st_mode for p in _folders_to_open()}
+    bits = _folders_to_open()
+    opened = {p: p.stat().st_mode for p in bits}
     try:
         for path, mode in opened.items():
-            os.chmod(path, stat.S_IMODE(mode) | stat.S_IXOTH)
+            os.chmod(path, stat.S_IMODE(mode) | bits[path])
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
         done = subprocess.run(["runuser", "-u", USER, "--", "env", *(f"{k}={v}" for k, v in env.items()),
                                sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
