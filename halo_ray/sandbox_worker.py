@@ -91,6 +91,7 @@ RPC_MAX_FRAME = 16 << 20  # one answer of the untrusted child
 MAX_DEPTH = 64  # nesting of a value crossing the boundary
 MAX_NODES = 1_000_000  # values in one answer
 MAX_HEX_DIGITS = 1 << 20  # a big int crosses as hex (linear to decode); larger is a protocol error
+JUDGE_COMPILE_MAX = 64 << 10  # programs up to this many characters are compiled by the judge (_start_python)
 TESTS_CACHE_SIZE = 1024  # compiled tests kept by the judge (a benchmark cycles through a few hundred problems)
 # Modules the judge imports (its own pristine copy) when the program bound one to a name the tests
 # may use (MBPP tests call `math.isclose` after the solution's `import math`); never one with side
@@ -401,19 +402,31 @@ def child_main(cfg, spec, fds, joined=False):
     os._exit(0)
 
 
-def _compile(code):
-    """(code object, had SyntaxWarning), or sends the syntax error on fd 4 and exits."""
+def compile_program(code):
+    """(code object, had SyntaxWarning); raises what ``compile`` raises on a bad program."""
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            obj = compile(code, "<solution>", "exec")
-        except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as exc:
-            line = getattr(exc, "lineno", None)
-            send(4, ["syntax", f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}" + (f" (line {line})" if line else "")])
-            os._exit(0)
+        obj = compile(code, "<solution>", "exec")
     return obj, any(issubclass(w.category, SyntaxWarning) for w in caught)
+
+
+COMPILE_ERRORS = (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError)
+
+
+def syntax_detail(exc):
+    line = getattr(exc, "lineno", None)
+    return f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}" + (f" (line {line})" if line else "")
+
+
+def _compile(code):
+    """In the child: (code object, had SyntaxWarning), or sends the syntax error on fd 4 and exits."""
+    try:
+        return compile_program(code)
+    except COMPILE_ERRORS as exc:
+        send(4, ["syntax", syntax_detail(exc)])
+        os._exit(0)
 
 
 def _one_line(exc):
@@ -427,8 +440,8 @@ def _one_line(exc):
 
 def _serve_python(code, plan=()):
     """The child's side of the call boundary: run the program, answer the planned calls, then the
-    judge's requests."""
-    obj, warned = _compile(code)
+    judge's requests. ``code``: the program's source, or its code object when the judge compiled it."""
+    obj, warned = _compile(code) if type(code) is str else (code, False)
     table, next_id = {}, [0]
 
     def handle(value):
@@ -1143,6 +1156,7 @@ class Judge:
         self.deadline = time.monotonic() + float(self.limits["timeout"])
         self.watchdog = not cfg["cgroups"].get("run")
         self.child = None
+        self.program = None  # what the child loads: the source, or the code object compiled here
         self.remotes = {}
         self.names = {}
         self.plan, self.plan_keys, self.plan_pos = [], [], 0
@@ -1173,7 +1187,7 @@ class Judge:
             return  # no second chance: the next request reports why the child is gone
         self.child.close()
         child = self.child = Child(self, {"cgroup": "run", "limits": self.limits})
-        child.send(["python", self.req["code"], used])
+        child.send(["python", self.program, used])
         msg = child.message()
         if msg[0] != "loaded":
             child.dead = "the program did not load again when its calls were replayed"
@@ -1434,9 +1448,20 @@ def speculation_plan(tests, entry, call_check, hooks, tree=None):
 
 
 def _start_python(judge, units):
-    """Spawn the child and load the program; (names, warned) or a final result dict."""
+    """Spawn the child and load the program; (names, warned) or a final result dict.
+
+    A program of at most ``JUDGE_COMPILE_MAX`` characters is compiled here and crosses as a code object
+    (compiling runs none of it; the child then neither parses nor copies the parser's pages, and a
+    syntax error needs no child); a longer one is compiled in the child, under its limits."""
+    code, warned = judge.req["code"], False
+    if type(code) is str and len(code) <= JUDGE_COMPILE_MAX:
+        try:
+            code, warned = compile_program(code)
+        except COMPILE_ERRORS as exc:
+            return {"verdict": "SYNTAX_ERROR", "passed": 0, "total": units, "detail": syntax_detail(exc), "warnings": False}
+    judge.program = code
     child = judge.child = Child(judge, {"cgroup": "run", "limits": judge.limits})
-    child.send(["python", judge.req["code"], judge.plan])
+    child.send(["python", code, judge.plan])
     try:
         msg = child.message()
     except ChildGone as exc:
@@ -1454,7 +1479,7 @@ def _start_python(judge, units):
         return {"verdict": "RUNTIME_ERROR", "passed": 0, "total": units, "warnings": False,
                 "detail": f"the program broke the judge's protocol: {exc}"}
     judge.names = names
-    return names, msg[1] is True
+    return names, warned or msg[1] is True
 
 
 def judge_python(judge):

@@ -57,6 +57,22 @@ def test_python_asserts(verifier, code, verdict, pass_rate):
     assert (out["tests_passed"], out["tests_total"]) == (round(pass_rate * 3), 3)
 
 
+@pytest.mark.parametrize("padding", [0, 70_000])  # compiled by the judge; past JUDGE_COMPILE_MAX, by the child
+def test_both_compile_paths_give_the_same_verdicts(verifier, padding):
+    from halo_ray.sandbox_worker import JUDGE_COMPILE_MAX
+
+    pad = "#" + "x" * padding + "\n" if padding else ""
+    assert (len(pad) > JUDGE_COMPILE_MAX) == bool(padding)
+    ok = one(verifier, code=pad + "def add(a, b):\n    return a + b\n", tests=ADD_TESTS)
+    assert ok["verdict"] == "SUCCESS" and not ok["warnings"], ok
+    warned = one(verifier, code=pad + "def add(a, b):\n    assert (a, 'always true')\n    return a + b\n", tests=ADD_TESTS)
+    assert warned["verdict"] == "SUCCESS" and warned["warnings"], warned  # the SyntaxWarning is seen either way
+    bad = one(verifier, code=pad + "def add(a, b)\n    return a + b\n", tests=ADD_TESTS)
+    assert bad["verdict"] == "SYNTAX_ERROR" and bad["detail"].startswith("SyntaxError:"), bad
+    crash = one(verifier, code=pad + "def add(a, b):\n    return a + undefined\n", tests=ADD_TESTS)
+    assert crash["verdict"] == "RUNTIME_ERROR" and "NameError" in crash["detail"], crash
+
+
 @pytest.mark.parametrize("scheme,rewards", [
     ("pass_rate", {"crash": 0.0, "wrong": 1 / 3, "timeout": 0.0, "ok": 1.0, "none": 0.0}),
     ("pass_fail", {"crash": 0.0, "wrong": 0.0, "timeout": 0.0, "ok": 1.0, "none": 0.0}),
