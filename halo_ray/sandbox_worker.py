@@ -1459,6 +1459,8 @@ def _start_python(judge, units):
             code, warned = compile_program(code)
         except COMPILE_ERRORS as exc:
             return {"verdict": "SYNTAX_ERROR", "passed": 0, "total": units, "detail": syntax_detail(exc), "warnings": False}
+        except Exception:  # noqa: BLE001 - a compiler fault: the child compiles it, under its limits, as before
+            pass
     judge.program = code
     child = judge.child = Child(judge, {"cgroup": "run", "limits": judge.limits})
     child.send(["python", code, judge.plan])
