@@ -659,6 +659,9 @@ def zygote_main(cfg, sock):
                 sock.send(ZYGOTE_EXIT + _PAIR.pack(pid, status))
 
 
+# ---------------------------------------------------------------- cleaning after a check (in the judge)
+
+
 def _ppid(pid):
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -807,8 +810,8 @@ def clean(cfg, zygote):
 class Zygote:
     """The judge's client of the zygote (the ``ZYGOTE_*`` messages)."""
 
-    def __init__(self, sock, cfg):
-        self.sock, self.cfg = sock, cfg
+    def __init__(self, sock):
+        self.sock = sock
         self.exits = {}
 
     def _read(self):
@@ -832,12 +835,11 @@ class Zygote:
         socket.send_fds(self.sock, [ZYGOTE_SPAWN + cgroup + b"\0" + marshal.dumps(spec)], fds)
         return _PAIR.unpack(self._reply(ZYGOTE_PID)[1:])[0]
 
-    def clean(self):
-        """Kill the check's children (the zygote's), then the rest and scratch (here, ``clean``)."""
+    def kill_children(self):
+        """The zygote kills the check's children (its own) and reaps; the rest is ``clean``'s."""
         self.sock.send(ZYGOTE_CLEAN)
         self._reply(ZYGOTE_CLEAN)
         self.exits.clear()
-        return clean(self.cfg, self)
 
     def reap(self):
         self.sock.send(ZYGOTE_REAP)
@@ -1746,7 +1748,7 @@ def handle(cfg, zygote, req):
 
 
 def judge_main(cfg, sock, channel_in, channel_out):
-    zygote = Zygote(sock, cfg)
+    zygote = Zygote(sock)
     send(channel_out, {"ready": True, "pid": os.getpid(), "cgroup": bool(cfg["cgroups"].get("run"))})
     while True:
         try:
@@ -1765,7 +1767,8 @@ def judge_main(cfg, sock, channel_in, channel_out):
             cfg["oom_seen"][kind] = _oom_count(fd)
         clean_start = time.monotonic()
         try:
-            ok, why = zygote.clean()
+            zygote.kill_children()
+            ok, why = clean(cfg, zygote)
         except (OSError, RuntimeError, ValueError) as exc:
             ok, why = False, f"the zygote failed: {exc}"
         result["clean_s"] = time.monotonic() - clean_start  # outside the check's clock (diagnostics)
