@@ -4,8 +4,9 @@ The same tiny SFT model (the demo's), task (the ``demo#raft`` prompts), reward (
 python verifier on ONE sandbox worker, pass/fail: 1.0 when the verdict is SUCCESS), sample budget and
 hyper-parameters, in one run:
 
-  (a) ``halo_ray.driver.grpo.grpo`` with ``stream.max_staleness: 1`` (sampling runs one policy version
-      ahead while the learner trains; vLLM rollout actor, verifier pool, DeepSpeed learner on Ray);
+  (a) ``halo_ray.driver.grpo.grpo`` with ``stream.max_staleness: 2`` (sampling runs up to two policy
+      versions ahead while the learner trains; vLLM rollout actor, verifier pool, DeepSpeed learner on Ray;
+      ``--staleness K`` sets another bound);
   (b) the same with ``stream.max_staleness: 0`` (the synchronous algorithm: sample, verify, train);
   (c) TRL's ``GRPOTrainer`` on its CPU path (``use_cpu=True``, no vLLM: Hugging Face ``generate``),
       with a reward function that builds each record with ``halo_ray.bench.score.verify_record`` and
@@ -370,7 +371,9 @@ def main() -> int:
     parser.add_argument("--model", default="", help="the SFT model directory (default: build the demo's SFT model first)")
     parser.add_argument("--steps", type=int, default=24, help="GRPO steps of each run (default 24)")
     parser.add_argument("--heldout", type=int, default=16, help="held-out pass@1 on the first N demo#heldout problems (default 16; 0 skips it)")
-    parser.add_argument("--staleness", type=int, default=1, help="max_staleness of the asynchronous run (default 1)")
+    parser.add_argument("--staleness", type=int, default=2,
+                        help="max_staleness of the asynchronous run (default 2: at 1 the engine waits for each step's "
+                             "weights before it samples the step after next, and the learner for those samples)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary run directories")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = parser.parse_args()

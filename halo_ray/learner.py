@@ -98,6 +98,8 @@ class Learner:
                               f"(Learner(total_steps=...)), got {total_steps!r}; or use lr_schedule=constant")
         import deepspeed
         import torch
+        import trl.trainer.utils  # noqa: F401  the step's log-prob and entropy kernels; imported here, not in
+        # the first step (trl scans the installed packages' metadata on import: 1-2 s of the first step's clock)
         from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
         self.model_config, self.config, self.objective_config = model, learner, objective
